@@ -1,0 +1,86 @@
+/*
+ * conf: assent's configuration, read from a libconfig file.
+ *
+ * One table (in conf.c) drives every setting: its path, type, default,
+ * range, whether it is required and whether it names a secret file.
+ * Loading catches what libconfig lets through silently: unknown
+ * settings, values of the wrong type, integers out of range. Every error
+ * names file:line and the setting.
+ *
+ * Secret files (tokens.keys_file, smtp.password_file) that exist are
+ * refused when readable or writable by group or others. A secret file
+ * that does not exist is not an error at load time: the module that
+ * needs it reports that when it opens it.
+ *
+ * Memory: conf_load() returns a struct the caller frees with
+ * conf_free(); all strings inside belong to it.
+ */
+#ifndef ASSENT_CONF_H
+#define ASSENT_CONF_H
+
+#include <stdbool.h>
+#include <stdio.h>
+#include "assent/err.h"
+
+#define CONF_DEFAULT_PATH "/etc/assent/assent.conf"
+
+enum conf_starttls { CONF_STARTTLS_OFF, CONF_STARTTLS_OPPORTUNISTIC, CONF_STARTTLS_REQUIRED };
+
+struct assent_conf {
+	char *path;                     /* the file it was read from */
+
+	char *database_dsn;
+
+	char *smtp_host;
+	int   smtp_port;
+	enum conf_starttls smtp_starttls;
+	char *smtp_user;
+	char *smtp_password_file;
+	char *smtp_helo;
+
+	char *http_listen;
+	int   http_port;
+	char *http_base_url;
+
+	char *tokens_keys_file;
+	long  tokens_confirm_ttl;       /* seconds */
+
+	int   sending_rate;             /* messages per second, 0 = unlimited */
+	int   sending_concurrency;
+	int   sending_batch;
+
+	char *log_level;
+	bool  log_syslog;
+
+	char *daemon_pid_file;
+
+	char *sender_organisation;
+	char *sender_postal_address;
+	char *sender_from;
+	char *sender_bounce_domain;
+};
+
+/* The path to use when no -c was given: $ASSENT_CONFIG if set and not
+ * empty, else CONF_DEFAULT_PATH. Returns a borrowed string. */
+const char *conf_default_path(void);
+
+/* Read and validate path. On failure returns -1 with err->code
+ * EX_CONFIG (or EX_NOINPUT when the file cannot be read) and a message
+ * "FILE:LINE: SETTING: problem". */
+int conf_load(const char *path, struct assent_conf **conf_r, struct assent_err *err);
+
+void conf_free(struct assent_conf *conf);
+
+/* Refuse a secret file that group or others may read or write. Returns
+ * 0 when the file is private or does not exist. setting names it in the
+ * message. */
+int conf_check_secret_file(const char *path, const char *setting, struct assent_err *err);
+
+/* Print every effective setting as "path = value;" lines (libconfig
+ * syntax), secrets masked. */
+void conf_dump(const struct assent_conf *conf, FILE *out);
+
+/* The same as a JSON object text on out. */
+void conf_dump_json(const struct assent_conf *conf, FILE *out);
+
+#endif

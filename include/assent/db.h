@@ -1,0 +1,53 @@
+/*
+ * db: PostgreSQL connections and queries, parameters only.
+ *
+ * Every query goes through db_exec() with its values passed as
+ * parameters; no SQL is ever built from data. A connection belongs to
+ * one thread.
+ *
+ * Memory: db_connect() returns a PGconn the caller closes with
+ * db_close(). db_exec() hands back a PGresult the caller frees with
+ * PQclear() (when res_r is NULL the result is cleared for you).
+ */
+#ifndef ASSENT_DB_H
+#define ASSENT_DB_H
+
+#include <jansson.h>
+#include <libpq-fe.h>
+#include "assent/err.h"
+
+/* Connect to dsn (a libpq connection string; "" uses libpq's PG*
+ * environment variables). Sets the session's time zone to UTC. On
+ * failure returns -1 with err->code EX_UNAVAILABLE and libpq's reason
+ * on one line. */
+int db_connect(const char *dsn, PGconn **conn_r, struct assent_err *err);
+
+void db_close(PGconn *conn);
+
+/* Run sql with nparams text parameters (NULL entries are SQL NULL).
+ * Succeeds for PGRES_COMMAND_OK and PGRES_TUPLES_OK. On failure
+ * returns -1 with the server's message and a code: EX_DATAERR for
+ * constraint and data errors (SQLSTATE classes 22 and 23),
+ * EX_TEMPFAIL for serialization failures and deadlocks (40xxx),
+ * EX_UNAVAILABLE for a lost connection, EX_SOFTWARE otherwise. */
+int db_exec(PGconn *conn, PGresult **res_r, struct assent_err *err,
+    const char *sql, int nparams, const char *const *params);
+
+/* Transactions: "BEGIN", "COMMIT", "ROLLBACK". db_rollback() never
+ * fails visibly (it is the cleanup path). */
+int db_begin(PGconn *conn, struct assent_err *err);
+int db_commit(PGconn *conn, struct assent_err *err);
+void db_rollback(PGconn *conn);
+
+/* The SQLSTATE of the last failed db_exec() on this thread, or "" */
+const char *db_last_sqlstate(void);
+
+/* The rows of res as a new JSON array of objects keyed by column name:
+ * SQL NULL becomes null, boolean columns true/false, integer columns
+ * numbers, everything else strings. The caller json_decref()s it. */
+json_t *db_rows_json(const PGresult *res);
+
+/* Is the server reachable right now (a trivial query)? */
+int db_ping(PGconn *conn);
+
+#endif

@@ -1,0 +1,46 @@
+/*
+ * subs: subscribers and their subscriptions. Every change goes through
+ * ledger_append() in the same transaction.
+ *
+ * Memory: string arguments are borrowed. Functions returning json_t
+ * give the caller a new reference to json_decref().
+ */
+#ifndef ASSENT_SUBS_H
+#define ASSENT_SUBS_H
+
+#include <stdbool.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+#include "assent/err.h"
+#include "assent/ledger.h"
+
+struct subs_request {
+	const char *email;                /* as typed; normalised by addr */
+	const char *list;                 /* list name */
+	const char *name;                 /* may be NULL */
+	const char *channel;              /* "cli", "web", ... */
+	bool resubscribe;                 /* allow a new subscription after an unsubscribe */
+	const struct ledger_evidence *evidence;
+};
+
+/* Subscribe: "confirmed" on a single-opt-in list, "pending" on a
+ * double-opt-in list; the status is written to status_r (char[16]).
+ * Refused with EX_DATAERR: an invalid address, an unknown list, an
+ * existing pending or confirmed subscription, and a subscription that
+ * was ended (unsubscribed) unless resubscribe is set. */
+int subs_add(PGconn *conn, const struct subs_request *req, char status_r[16],
+    struct assent_err *err);
+
+/* Record a confirmation of a pending subscription. *changed_r is false
+ * when it was confirmed already (nothing is written then). Refused for
+ * an unknown address or list, no subscription, or an unsubscribed one. */
+int subs_confirm(PGconn *conn, const struct subs_request *req, bool *changed_r,
+    struct assent_err *err);
+
+/* The subscriber's profile: email, name, attrs, created_at,
+ * subscriptions (list, status, since) and history (the ledger events,
+ * see ledger_history()). EX_DATAERR "no subscriber" when unknown. */
+int subs_show(PGconn *conn, const char *email, json_t **profile_r,
+    struct assent_err *err);
+
+#endif

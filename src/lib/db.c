@@ -1,0 +1,190 @@
+/* db: PostgreSQL connections and parameterised queries; see db.h */
+#include <stdlib.h>
+#include <string.h>
+
+#include "assent/db.h"
+#include "assent/log.h"
+
+static __thread char db_sqlstate[6];
+
+/* libpq messages end in a newline and may span lines: keep the first. */
+static void
+db_first_line(const char *msg, char *out, size_t outlen)
+{
+	size_t n = strcspn(msg, "\n");
+
+	if (n >= outlen)
+		n = outlen - 1;
+	memcpy(out, msg, n);
+	out[n] = '\0';
+}
+
+/* Server notices ("relation exists, skipping") are not errors: debug log. */
+static void
+db_notice(void *arg, const char *message)
+{
+	(void)arg;
+	log_debug("database notice: %.*s", (int)strcspn(message, "\n"), message);
+}
+
+int
+db_connect(const char *dsn, PGconn **conn_r, struct assent_err *err)
+{
+	char reason[512];
+	PGconn *conn;
+	PGresult *res;
+
+	*conn_r = NULL;
+	conn = PQconnectdb(dsn);
+	if (conn == NULL)
+		return err_set(err, EX_UNAVAILABLE, "database: out of memory");
+	if (PQstatus(conn) != CONNECTION_OK) {
+		db_first_line(PQerrorMessage(conn), reason, sizeof(reason));
+		PQfinish(conn);
+		return err_set(err, EX_UNAVAILABLE, "database unreachable: %s", reason);
+	}
+	PQsetNoticeProcessor(conn, db_notice, NULL);
+	res = PQexec(conn, "SET TIME ZONE 'UTC'");
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		db_first_line(PQerrorMessage(conn), reason, sizeof(reason));
+		PQclear(res);
+		PQfinish(conn);
+		return err_set(err, EX_UNAVAILABLE, "database: %s", reason);
+	}
+	PQclear(res);
+	*conn_r = conn;
+	return 0;
+}
+
+void
+db_close(PGconn *conn)
+{
+	if (conn != NULL)
+		PQfinish(conn);
+}
+
+static int
+db_code_for_sqlstate(PGconn *conn, const char *state)
+{
+	if (PQstatus(conn) != CONNECTION_OK)
+		return EX_UNAVAILABLE;
+	if (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0)
+		return EX_DATAERR;
+	if (strncmp(state, "40", 2) == 0)
+		return EX_TEMPFAIL;
+	if (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0)
+		return EX_UNAVAILABLE;
+	return EX_SOFTWARE;
+}
+
+int
+db_exec(PGconn *conn, PGresult **res_r, struct assent_err *err,
+    const char *sql, int nparams, const char *const *params)
+{
+	ExecStatusType status;
+	const char *state;
+	char reason[512];
+	PGresult *res;
+
+	if (res_r != NULL)
+		*res_r = NULL;
+	db_sqlstate[0] = '\0';
+	res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+	status = PQresultStatus(res);
+	if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
+		if (res_r != NULL)
+			*res_r = res;
+		else
+			PQclear(res);
+		return 0;
+	}
+	state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	if (state != NULL)
+		snprintf(db_sqlstate, sizeof(db_sqlstate), "%s", state);
+	db_first_line(res != NULL && PQresultErrorMessage(res)[0] != '\0' ?
+	    PQresultErrorMessage(res) : PQerrorMessage(conn),
+	    reason, sizeof(reason));
+	PQclear(res);
+	if (strncmp(reason, "ERROR:  ", 8) == 0)
+		memmove(reason, reason + 8, strlen(reason + 8) + 1);
+	return err_set(err, db_code_for_sqlstate(conn, db_sqlstate),
+	    "database: %s", reason);
+}
+
+int
+db_begin(PGconn *conn, struct assent_err *err)
+{
+	return db_exec(conn, NULL, err, "BEGIN", 0, NULL);
+}
+
+int
+db_commit(PGconn *conn, struct assent_err *err)
+{
+	return db_exec(conn, NULL, err, "COMMIT", 0, NULL);
+}
+
+void
+db_rollback(PGconn *conn)
+{
+	PQclear(PQexec(conn, "ROLLBACK"));
+}
+
+const char *
+db_last_sqlstate(void)
+{
+	return db_sqlstate;
+}
+
+int
+db_ping(PGconn *conn)
+{
+	PGresult *res;
+	int ok;
+
+	if (conn == NULL || PQstatus(conn) != CONNECTION_OK)
+		return 0;
+	res = PQexec(conn, "SELECT 1");
+	ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+	PQclear(res);
+	return ok;
+}
+
+/* Type OIDs from pg_type.h, which libpq-dev does not install. */
+#define DB_OID_BOOL 16
+#define DB_OID_INT8 20
+#define DB_OID_INT2 21
+#define DB_OID_INT4 23
+
+static json_t *
+db_value_json(const PGresult *res, int row, int col)
+{
+	const char *v;
+
+	if (PQgetisnull(res, row, col))
+		return json_null();
+	v = PQgetvalue(res, row, col);
+	switch (PQftype(res, col)) {
+	case DB_OID_BOOL:
+		return json_boolean(v[0] == 't');
+	case DB_OID_INT8:
+	case DB_OID_INT2:
+	case DB_OID_INT4:
+		return json_integer(strtoll(v, NULL, 10));
+	default:
+		return json_string(v);
+	}
+}
+
+json_t *
+db_rows_json(const PGresult *res)
+{
+	json_t *rows = json_array(), *row;
+
+	for (int r = 0; r < PQntuples(res); r++) {
+		row = json_object();
+		for (int c = 0; c < PQnfields(res); c++)
+			json_object_set_new(row, PQfname(res, c), db_value_json(res, r, c));
+		json_array_append_new(rows, row);
+	}
+	return rows;
+}

@@ -1,0 +1,227 @@
+/* testhelp: databases, config files and child processes for the tests */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "assent/db.h"
+#include "assent/migrate.h"
+#include "assent/xmalloc.h"
+#include "testhelp.h"
+
+void
+testhelp_require_servers(void)
+{
+	const char *req = getenv("ASSENT_TEST_REQUIRE_SERVERS");
+
+	if (getenv("PGHOST") != NULL && getenv("PGHOST")[0] != '\0')
+		return;
+	if (req != NULL && strcmp(req, "1") == 0) {
+		printf("Bail out! PGHOST is not set: start the servers with "
+		    "tests/harness/servers.sh\n");
+		exit(1);
+	}
+	printf("1..0 # SKIP no database server (run contrib/run-tests)\n");
+	exit(0);
+}
+
+static void
+testhelp_die(const char *what, const char *why)
+{
+	fprintf(stderr, "testhelp: %s: %s\n", what, why);
+	abort();
+}
+
+/* Run "verb IDENT tail" on the maintenance database; dbname is ours
+ * (t_PID_N), quoted as an identifier all the same. */
+static PGconn *
+testhelp_admin_exec(const char *verb, const char *dbname, const char *tail)
+{
+	struct assent_err err;
+	PGconn *admin;
+	char *ident, *sql;
+
+	if (db_connect("dbname=postgres", &admin, &err) == -1)
+		testhelp_die("connect", err.msg);
+	ident = PQescapeIdentifier(admin, dbname, strlen(dbname));
+	sql = xasprintf("%s %s %s", verb, ident, tail);
+	if (db_exec(admin, NULL, &err, sql, 0, NULL) == -1)
+		testhelp_die(sql, err.msg);
+	PQfreemem(ident);
+	free(sql);
+	return admin;
+}
+
+PGconn *
+testhelp_db_create_empty(char **dsn_r, char **dbname_r)
+{
+	static int counter;
+	struct assent_err err;
+	PGconn *conn;
+	char *name, *dsn;
+
+	name = xasprintf("t_%ld_%d", (long)getpid(), ++counter);
+	db_close(testhelp_admin_exec("CREATE DATABASE", name, "TEMPLATE template0"));
+	dsn = xasprintf("dbname=%s", name);
+	if (db_connect(dsn, &conn, &err) == -1)
+		testhelp_die("connect", err.msg);
+	if (dsn_r != NULL)
+		*dsn_r = dsn;
+	else
+		free(dsn);
+	if (dbname_r != NULL)
+		*dbname_r = name;
+	else
+		free(name);
+	return conn;
+}
+
+PGconn *
+testhelp_db_create(char **dsn_r, char **dbname_r)
+{
+	struct assent_err err;
+	PGconn *conn = testhelp_db_create_empty(dsn_r, dbname_r);
+
+	if (migrate_apply(conn, NULL, NULL, NULL, &err) == -1)
+		testhelp_die("migrate", err.msg);
+	return conn;
+}
+
+void
+testhelp_db_drop(PGconn *conn, const char *dbname)
+{
+	db_close(conn);
+	db_close(testhelp_admin_exec("DROP DATABASE IF EXISTS", dbname, "WITH (FORCE)"));
+}
+
+char *
+testhelp_write_conf(const char *dsn, int http_port, const char *extra)
+{
+	char dir[] = "/tmp/assent-test-XXXXXX";
+	const char *smtp_port = getenv("ASSENT_TEST_SMTP_PORT");
+	char *path;
+	FILE *f;
+
+	if (mkdtemp(dir) == NULL)
+		testhelp_die("mkdtemp", strerror(errno));
+	path = xasprintf("%s/assent.conf", dir);
+	if ((f = fopen(path, "w")) == NULL)
+		testhelp_die(path, strerror(errno));
+	fprintf(f,
+	    "database = { dsn = \"%s\"; };\n"
+	    "smtp = { host = \"127.0.0.1\"; port = %s; starttls = \"off\"; };\n"
+	    "http = { listen = \"127.0.0.1\"; port = %d; };\n"
+	    "log = { level = \"debug\"; };\n"
+	    "daemon = { pid_file = \"%s/assentd.pid\"; };\n"
+	    "%s\n",
+	    dsn, smtp_port != NULL ? smtp_port : "25", http_port, dir,
+	    extra != NULL ? extra : "");
+	fclose(f);
+	return path;
+}
+
+/* Read everything from fd into a fresh string. */
+static char *
+testhelp_slurp(int fd)
+{
+	size_t len = 0, cap = 4096;
+	char *buf = xmalloc(cap);
+	ssize_t n;
+
+	while ((n = read(fd, buf + len, cap - len - 1)) > 0 || (n == -1 && errno == EINTR)) {
+		if (n < 0)
+			continue;
+		len += (size_t)n;
+		if (cap - len < 2)
+			buf = xreallocarray(buf, cap *= 2, 1);
+	}
+	buf[len] = '\0';
+	return buf;
+}
+
+int
+testhelp_run(const char *const argv[], const char *stdin_text,
+    char **out_r, char **err_r)
+{
+	char out_tmpl[] = "/tmp/assent-out-XXXXXX", err_tmpl[] = "/tmp/assent-err-XXXXXX";
+	int in_pipe[2], out_fd, err_fd, status;
+	pid_t pid;
+
+	if (pipe(in_pipe) == -1 || (out_fd = mkstemp(out_tmpl)) == -1 ||
+	    (err_fd = mkstemp(err_tmpl)) == -1)
+		testhelp_die("run", strerror(errno));
+	unlink(out_tmpl);
+	unlink(err_tmpl);
+	if ((pid = fork()) == -1)
+		testhelp_die("fork", strerror(errno));
+	if (pid == 0) {
+		dup2(in_pipe[0], 0);
+		dup2(out_fd, 1);
+		dup2(err_fd, 2);
+		close(in_pipe[1]);
+		execv(argv[0], (char *const *)argv);
+		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	close(in_pipe[0]);
+	if (stdin_text != NULL) {
+		signal(SIGPIPE, SIG_IGN);
+		if (write(in_pipe[1], stdin_text, strlen(stdin_text)) < 0)
+			(void)0;        /* the child may not read its input */
+	}
+	close(in_pipe[1]);
+	while (waitpid(pid, &status, 0) == -1 && errno == EINTR)
+		;
+	lseek(out_fd, 0, SEEK_SET);
+	lseek(err_fd, 0, SEEK_SET);
+	if (out_r != NULL)
+		*out_r = testhelp_slurp(out_fd);
+	if (err_r != NULL)
+		*err_r = testhelp_slurp(err_fd);
+	close(out_fd);
+	close(err_fd);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+int
+testhelp_free_port(void)
+{
+	struct sockaddr_in sin;
+	socklen_t len = sizeof(sin);
+	int fd, port;
+
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if ((fd = socket(AF_INET, SOCK_STREAM, 0)) == -1 ||
+	    bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == -1 ||
+	    getsockname(fd, (struct sockaddr *)&sin, &len) == -1)
+		testhelp_die("free port", strerror(errno));
+	port = ntohs(sin.sin_port);
+	close(fd);
+	return port;
+}
+
+long
+testhelp_query_long(PGconn *conn, const char *sql)
+{
+	struct assent_err err;
+	PGresult *res;
+	long v;
+
+	if (db_exec(conn, &res, &err, sql, 0, NULL) == -1) {
+		fprintf(stderr, "testhelp: %s: %s\n", sql, err.msg);
+		return -1;
+	}
+	v = PQntuples(res) > 0 ? atol(PQgetvalue(res, 0, 0)) : -1;
+	PQclear(res);
+	return v;
+}

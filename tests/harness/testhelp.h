@@ -1,0 +1,50 @@
+/*
+ * testhelp: what the integration tests share.
+ *
+ * The servers come from tests/harness/servers.sh (contrib/run-tests
+ * starts them): PGHOST/PGUSER name a throwaway PostgreSQL cluster and
+ * ASSENT_TEST_SMTP_PORT a capture SMTP server on 127.0.0.1.
+ *
+ * Memory: strings returned are the caller's to free().
+ */
+#ifndef ASSENT_TESTHELP_H
+#define ASSENT_TESTHELP_H
+
+#include <libpq-fe.h>
+
+/* Exit 77 ("skipped") from a test binary when no database server is
+ * configured, unless ASSENT_TEST_REQUIRE_SERVERS=1, where it fails. */
+void testhelp_require_servers(void);
+
+/* A fresh database with the schema applied (migrations from
+ * $ASSENT_SQLDIR). *dsn_r gets its connection string, *dbname_r its name
+ * (either may be NULL). Aborts the test on failure. */
+PGconn *testhelp_db_create(char **dsn_r, char **dbname_r);
+
+/* Drop the database made by testhelp_db_create(); closes conn. */
+void testhelp_db_drop(PGconn *conn, const char *dbname);
+
+/* An empty database (no schema) for migration tests. */
+PGconn *testhelp_db_create_empty(char **dsn_r, char **dbname_r);
+
+/* Write a config file with database.dsn = dsn, the SMTP sink
+ * ($ASSENT_TEST_SMTP_PORT) as relay with starttls off, http.listen
+ * 127.0.0.1 on http_port, log level debug, and extra (may be NULL)
+ * appended as raw libconfig text at top level (groups other than
+ * database, smtp, http and log). Returns its path in a fresh temporary
+ * directory. */
+char *testhelp_write_conf(const char *dsn, int http_port, const char *extra);
+
+/* Run argv (argv[0] a path), optional stdin text, capture stdout and
+ * stderr into fresh strings (may be NULL to discard). Returns the exit
+ * status, or 128+signal. */
+int testhelp_run(const char *const argv[], const char *stdin_text,
+    char **out_r, char **err_r);
+
+/* A TCP port on 127.0.0.1 that was free a moment ago. */
+int testhelp_free_port(void);
+
+/* One integer from a query (first row, first column); -1 on error. */
+long testhelp_query_long(PGconn *conn, const char *sql);
+
+#endif

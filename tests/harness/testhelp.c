@@ -225,3 +225,35 @@ testhelp_query_long(PGconn *conn, const char *sql)
 	PQclear(res);
 	return v;
 }
+
+PGconn *testhelp_conn;
+char *testhelp_dsn;
+static char *testhelp_dbname;
+
+void
+testhelp_fixture_db(void)
+{
+	testhelp_conn = testhelp_db_create(&testhelp_dsn, &testhelp_dbname);
+}
+
+void
+testhelp_fixture_drop(void)
+{
+	testhelp_db_drop(testhelp_conn, testhelp_dbname);
+	free(testhelp_dbname);
+	free(testhelp_dsn);
+	testhelp_conn = NULL;
+	testhelp_dbname = testhelp_dsn = NULL;
+}
+
+int
+testhelp_run_suite(Suite *s)
+{
+	SRunner *sr = srunner_create(s);
+	int failed;
+
+	srunner_run_all(sr, CK_ENV);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? 0 : 1;
+}

@@ -10,6 +10,7 @@
 #ifndef ASSENT_TESTHELP_H
 #define ASSENT_TESTHELP_H
 
+#include <check.h>
 #include <libpq-fe.h>
 
 /* Exit 77 ("skipped") from a test binary when no database server is
@@ -43,6 +44,17 @@ int testhelp_run(const char *const argv[], const char *stdin_text,
 
 /* A TCP port on 127.0.0.1 that was free a moment ago. */
 int testhelp_free_port(void);
+
+/* Checked fixtures for Check: testhelp_fixture_db() makes a fresh
+ * migrated database in testhelp_conn (its connection string in
+ * testhelp_dsn); testhelp_fixture_drop() drops it. */
+extern PGconn *testhelp_conn;
+extern char *testhelp_dsn;
+void testhelp_fixture_db(void);
+void testhelp_fixture_drop(void);
+
+/* Run a test suite with TAP output and return main()'s exit code. */
+int testhelp_run_suite(Suite *s);
 
 /* One integer from a query (first row, first column); -1 on error. */
 long testhelp_query_long(PGconn *conn, const char *sql);

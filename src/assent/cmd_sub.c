@@ -1,6 +1,7 @@
 /* assent sub: add, confirm, show */
 #include <stdio.h>
 
+#include "assent/addr.h"
 #include "assent/subs.h"
 #include "cli.h"
 
@@ -72,9 +73,15 @@ sub_request(struct cli *cli, const struct sub_opts *o, const char *email,
 }
 
 static void
-sub_print_change(struct cli *cli, const char *email, const char *list,
+sub_print_change(struct cli *cli, const char *input, const char *list,
     const char *status, const char *text)
 {
+	struct addr addr;
+	const char *email = input;
+
+	/* Say what was stored: the normalised address (the domain as A-label). */
+	if (addr_parse(input, &addr, NULL) == 0)
+		email = addr.address;
 	if (cli->json) {
 		json_t *o = json_pack("{s:s, s:s, s:s}", "email", email, "list", list,
 		    "status", status);

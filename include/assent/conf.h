@@ -4,8 +4,10 @@
  * One table (in conf.c) drives every setting: its path, type, default,
  * range, whether it is required and whether it names a secret file.
  * Loading catches what libconfig lets through silently: unknown
- * settings, values of the wrong type, integers out of range. Every error
- * names file:line and the setting.
+ * settings, values of the wrong type, integers out of range (including
+ * those libconfig truncates). Every error names file:line and the
+ * setting. Only database.dsn is required; assent.conf(5) documents the
+ * rest.
  *
  * Secret files (tokens.keys_file, smtp.password_file) that exist are
  * refused when readable or writable by group or others. A secret file
@@ -71,16 +73,22 @@ int conf_load(const char *path, struct assent_conf **conf_r, struct assent_err *
 
 void conf_free(struct assent_conf *conf);
 
-/* Refuse a secret file that group or others may read or write. Returns
- * 0 when the file is private or does not exist. setting names it in the
- * message. */
+/* Refuse a secret file that is not a regular file or that group or
+ * others may access (mode & 077). Returns 0 when the file is private,
+ * does not exist, or cannot be looked at (EACCES: then it cannot be read
+ * either). The message is "SETTING: PATH is readable by group or others
+ * (mode 0644); chmod 600 it", without file:line: conf_load() adds it. */
 int conf_check_secret_file(const char *path, const char *setting, struct assent_err *err);
 
-/* Print every effective setting as "path = value;" lines (libconfig
- * syntax), secrets masked. */
+/* Print every effective setting in libconfig syntax, grouped as in the
+ * sample file, each under its one-line description as a comment;
+ * conf_load() reads the output back. Secret values are masked as
+ * "********", and so is a password inside database.dsn (which then does
+ * not read back as the same DSN). */
 void conf_dump(const struct assent_conf *conf, FILE *out);
 
-/* The same as a JSON object text on out. */
+/* The same as one JSON object, nested by group ({"smtp": {"port": 25,
+ * ...}, ...}), followed by a newline. */
 void conf_dump_json(const struct assent_conf *conf, FILE *out);
 
 #endif

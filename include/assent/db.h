@@ -47,7 +47,8 @@ const char *db_last_sqlstate(void);
  * numbers, everything else strings. The caller json_decref()s it. */
 json_t *db_rows_json(const PGresult *res);
 
-/* Is the server reachable right now (a trivial query)? */
+/* 1 when the server answers a trivial query right now, else 0 (a
+ * predicate, not the 0/-1 idiom). */
 int db_ping(PGconn *conn);
 
 #endif

@@ -1,0 +1,727 @@
+/*
+ * check_daemon: assentd as a process. Start-up, refusals, /healthz,
+ * signals. The daemon is $ASSENTD_BIN, run against the test cluster
+ * (PGHOST/PGUSER), talked to over a plain socket.
+ */
+#include <sys/types.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "assent/xmalloc.h"
+#include "testhelp.h"
+
+#define TEST_TIMEOUT   20      /* seconds per test */
+#define READY_MS       10000   /* how long start-up may take */
+#define STOP_MS        5000    /* how long SIGTERM may take */
+
+/* Daemons this test process started: killed at exit, whatever happens
+ * to the test (a failed assertion exits the forked test process). */
+static pid_t spawned[8];
+static size_t nspawned;
+
+struct daemon {
+	pid_t  pid;
+	int    port;
+	char  *conf;            /* its config file */
+	char  *log;             /* its stdout and stderr */
+	char  *dbname;          /* NULL when the test made no database */
+	PGconn *db;
+};
+
+/* ---- time and files ------------------------------------------------------ */
+
+static long
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+static void
+sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+static char *
+file_read(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	size_t len = 0, cap = 4096, n;
+	char *buf;
+
+	if (f == NULL)
+		return xstrdup("");
+	buf = xmalloc(cap);
+	while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0)
+		if ((len += n) + 1 == cap)
+			buf = xreallocarray(buf, cap *= 2, 1);
+	buf[len] = '\0';
+	fclose(f);
+	return buf;
+}
+
+static void
+file_write(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
+	fputs(text, f);
+	fclose(f);
+}
+
+/* Replace the first occurrence of from by to in the file. */
+static void
+file_replace(const char *path, const char *from, const char *to)
+{
+	char *text = file_read(path), *at, *out;
+
+	at = strstr(text, from);
+	ck_assert_msg(at != NULL, "%s has no \"%s\"", path, from);
+	*at = '\0';
+	out = xasprintf("%s%s%s", text, to, at + strlen(from));
+	file_write(path, out);
+	free(out);
+	free(text);
+}
+
+static int
+count_in(const char *text, const char *needle)
+{
+	int n = 0;
+
+	for (const char *p = text; (p = strstr(p, needle)) != NULL; p++)
+		n++;
+	return n;
+}
+
+/* Wait until the daemon's log holds needle at least times times. */
+static bool
+log_wait(const struct daemon *d, const char *needle, int times, long ms)
+{
+	long deadline = now_ms() + ms;
+
+	for (;;) {
+		char *text = file_read(d->log);
+		int n = count_in(text, needle);
+
+		free(text);
+		if (n >= times)
+			return true;
+		if (now_ms() > deadline)
+			return false;
+		sleep_ms(20);
+	}
+}
+
+/* ---- processes ------------------------------------------------------------- */
+
+static void
+kill_spawned(void)
+{
+	for (size_t i = 0; i < nspawned; i++)
+		if (spawned[i] > 0)
+			kill(spawned[i], SIGKILL);
+}
+
+static void
+remember_pid(pid_t pid)
+{
+	if (nspawned < sizeof(spawned) / sizeof(spawned[0]))
+		spawned[nspawned++] = pid;
+}
+
+static void
+forget_pid(pid_t pid)
+{
+	for (size_t i = 0; i < nspawned; i++)
+		if (spawned[i] == pid)
+			spawned[i] = 0;
+}
+
+/* Run assentd -c conf [arg] with stdout and stderr into d->log. */
+static void
+daemon_spawn(struct daemon *d, const char *arg)
+{
+	const char *bin = getenv("ASSENTD_BIN");
+	int fd;
+
+	ck_assert_msg(bin != NULL, "ASSENTD_BIN is not set");
+	d->log = xasprintf("%s.log", d->conf);
+	fd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0600);
+	ck_assert_msg(fd != -1, "%s: %s", d->log, strerror(errno));
+	d->pid = fork();
+	ck_assert(d->pid != -1);
+	if (d->pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execl(bin, bin, "-c", d->conf, arg, (char *)NULL);
+		fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
+		_exit(127);
+	}
+	close(fd);
+	remember_pid(d->pid);
+}
+
+/* The exit status (or 128+signal) within ms, or -1 when still running. */
+static int
+daemon_wait_exit(struct daemon *d, long ms)
+{
+	long deadline = now_ms() + ms;
+	int status;
+
+	while (now_ms() <= deadline) {
+		pid_t r = waitpid(d->pid, &status, WNOHANG);
+
+		if (r == d->pid) {
+			forget_pid(d->pid);
+			d->pid = 0;
+			return WIFEXITED(status) ? WEXITSTATUS(status) :
+			    128 + WTERMSIG(status);
+		}
+		sleep_ms(10);
+	}
+	return -1;
+}
+
+static bool
+port_accepts(int port)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	bool ok;
+
+	sin.sin_port = htons((unsigned short)port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ok = connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0;
+	close(fd);
+	return ok;
+}
+
+/* Poll the port until it accepts; fail with the log if the daemon
+ * exits or never listens. */
+static void
+daemon_wait_ready(struct daemon *d)
+{
+	long deadline = now_ms() + READY_MS;
+	int status;
+
+	while (!port_accepts(d->port)) {
+		if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
+			char *log = file_read(d->log);
+
+			forget_pid(d->pid);
+			d->pid = 0;
+			ck_abort_msg("assentd exited during start-up:\n%s", log);
+		}
+		ck_assert_msg(now_ms() < deadline, "assentd never listened on %d",
+		    d->port);
+		sleep_ms(10);
+	}
+}
+
+/* Send sig, expect exit status 0 within STOP_MS. */
+static void
+daemon_stop(struct daemon *d, int sig)
+{
+	long start = now_ms();
+	int status;
+
+	ck_assert_int_eq(kill(d->pid, sig), 0);
+	status = daemon_wait_exit(d, STOP_MS);
+	if (status != 0) {
+		char *log = file_read(d->log);
+
+		ck_abort_msg("after signal %d: status %d after %ld ms; log:\n%s",
+		    sig, status, now_ms() - start, log);
+	}
+}
+
+/* A database (current schema unless empty) and a config file for it. */
+static void
+daemon_setup(struct daemon *d, bool empty)
+{
+	char *dsn;
+
+	memset(d, 0, sizeof(*d));
+	d->db = empty ? testhelp_db_create_empty(&dsn, &d->dbname) :
+	    testhelp_db_create(&dsn, &d->dbname);
+	d->port = testhelp_free_port();
+	d->conf = testhelp_write_conf(dsn, d->port, NULL);
+	free(dsn);
+}
+
+static void
+daemon_teardown(struct daemon *d)
+{
+	if (d->pid > 0) {
+		kill(d->pid, SIGKILL);
+		waitpid(d->pid, NULL, 0);
+	}
+	if (d->dbname != NULL)
+		testhelp_db_drop(d->db, d->dbname);
+	/* testhelp_write_conf() made a directory for the file. */
+	if (d->log != NULL)
+		unlink(d->log);
+	if (d->conf != NULL) {
+		unlink(d->conf);
+		*strrchr(d->conf, '/') = '\0';
+		rmdir(d->conf);
+	}
+	free(d->dbname);
+	free(d->conf);
+	free(d->log);
+}
+
+/* Set up, start in the foreground and wait until it listens. */
+static void
+daemon_start(struct daemon *d)
+{
+	daemon_setup(d, false);
+	daemon_spawn(d, "-f");
+	daemon_wait_ready(d);
+}
+
+/* ---- HTTP over a plain socket ------------------------------------------------ */
+
+struct http_reply {
+	int   status;
+	char *raw;              /* the whole response */
+	char *body;             /* inside raw */
+};
+
+static void
+send_all(int fd, const char *buf)
+{
+	size_t len = strlen(buf), off = 0;
+
+	while (off < len) {
+		ssize_t n = write(fd, buf + off, len - off);
+
+		ck_assert_msg(n > 0, "write: %s", strerror(errno));
+		off += (size_t)n;
+	}
+}
+
+static int
+http_connect(int port)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	struct timeval tv = { 5, 0 };
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	sin.sin_port = htons((unsigned short)port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_msg(connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0,
+	    "connect to %d: %s", port, strerror(errno));
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+/* One request ("GET /healthz"), Connection: close, read to EOF. */
+static struct http_reply
+http_request(int port, const char *method, const char *path, const char *body)
+{
+	struct http_reply r = { 0, NULL, NULL };
+	size_t len = 0, cap = 4096;
+	int fd = http_connect(port);
+	char *req;
+	ssize_t n;
+
+	req = xasprintf("%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+	    "Connection: close\r\nContent-Length: %zu\r\n\r\n%s",
+	    method, path, body != NULL ? strlen(body) : 0,
+	    body != NULL ? body : "");
+	send_all(fd, req);
+	free(req);
+	r.raw = xmalloc(cap);
+	while ((n = read(fd, r.raw + len, cap - len - 1)) > 0)
+		if ((len += (size_t)n) + 1 == cap)
+			r.raw = xreallocarray(r.raw, cap *= 2, 1);
+	close(fd);
+	r.raw[len] = '\0';
+	ck_assert_msg(sscanf(r.raw, "HTTP/1.%*d %d", &r.status) == 1,
+	    "%s %s: no status line in \"%s\"", method, path, r.raw);
+	r.body = strstr(r.raw, "\r\n\r\n");
+	r.body = r.body != NULL ? r.body + 4 : r.raw + len;
+	return r;
+}
+
+/* Is "Name: value" among the headers (name case-insensitive)? */
+static bool
+http_has_header(const struct http_reply *r, const char *name,
+    const char *value)
+{
+	size_t nlen = strlen(name);
+
+	for (const char *p = strstr(r->raw, "\r\n"); p != NULL && p + 2 < r->body;
+	    p = strstr(p + 2, "\r\n")) {
+		const char *h = p + 2;
+
+		if (strncasecmp(h, name, nlen) == 0 && h[nlen] == ':' &&
+		    strncmp(h + nlen + 1 + strspn(h + nlen + 1, " "), value,
+		    strlen(value)) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* ---- start-up ------------------------------------------------------------------ */
+
+START_TEST(test_healthz_ok)
+{
+	struct daemon d;
+	struct http_reply r;
+	char *want;
+	long conns;
+
+	daemon_start(&d);
+	want = xasprintf("listening on http://127.0.0.1:%d", d.port);
+	ck_assert_msg(log_wait(&d, want, 1, 1000), "no \"%s\" in the log", want);
+	r = http_request(d.port, "GET", "/healthz", NULL);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_str_eq(r.body, "ok\n");
+	ck_assert(http_has_header(&r, "Content-Type", "text/plain"));
+	ck_assert(http_has_header(&r, "X-Content-Type-Options", "nosniff"));
+	ck_assert(http_has_header(&r, "Cache-Control", "no-store"));
+	ck_assert(http_has_header(&r, "Referrer-Policy", "no-referrer"));
+	/* The schema check passed: the daemon said it is ready. */
+	ck_assert(log_wait(&d, "ready", 1, 2000));
+	free(r.raw);
+	/* Each pool thread keeps its connection: many requests, few
+	 * connections (the main thread's and one per pool thread). */
+	for (int i = 0; i < 20; i++) {
+		r = http_request(d.port, "GET", "/healthz", NULL);
+		ck_assert_int_eq(r.status, 200);
+		free(r.raw);
+	}
+	conns = testhelp_query_long(d.db, "SELECT count(*) FROM pg_stat_activity "
+	    "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+	    "AND backend_type = 'client backend'");
+	ck_assert_msg(conns >= 2 && conns <= 3, "%ld connections", conns);
+	daemon_stop(&d, SIGTERM);
+	free(want);
+	daemon_teardown(&d);
+}
+END_TEST
+
+START_TEST(test_unmigrated_refused)
+{
+	struct daemon d;
+	char *log;
+
+	daemon_setup(&d, true);
+	daemon_spawn(&d, "-f");
+	ck_assert_int_eq(daemon_wait_exit(&d, READY_MS), 78);
+	log = file_read(d.log);
+	ck_assert_msg(strstr(log, "assent db migrate") != NULL, "log:\n%s", log);
+	free(log);
+	daemon_teardown(&d);
+}
+END_TEST
+
+/* A config made bad on a known line: from -> to in the file written by
+ * testhelp_write_conf (database, smtp, http, log: lines 1 to 4). */
+static const struct {
+	const char *from, *to;
+	int line;
+} bad_confs[] = {
+	{ "level = \"debug\";", "level = ;", 4 },               /* syntax */
+	{ "listen = \"127.0.0.1\";", "listen = 127;", 3 },      /* type */
+};
+
+START_TEST(test_bad_config)
+{
+	struct daemon d;
+	char *log, *want;
+
+	memset(&d, 0, sizeof(d));
+	d.port = testhelp_free_port();
+	d.conf = testhelp_write_conf("dbname=nowhere", d.port, NULL);
+	file_replace(d.conf, bad_confs[_i].from, bad_confs[_i].to);
+	daemon_spawn(&d, "-f");
+	ck_assert_int_eq(daemon_wait_exit(&d, READY_MS), 78);
+	log = file_read(d.log);
+	want = xasprintf("%s:%d", d.conf, bad_confs[_i].line);
+	ck_assert_msg(strstr(log, want) != NULL, "no \"%s\" in:\n%s", want, log);
+	ck_assert_msg(count_in(log, "\n") == 1, "not one line:\n%s", log);
+	free(want);
+	free(log);
+	daemon_teardown(&d);
+}
+END_TEST
+
+START_TEST(test_port_in_use)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	struct daemon d;
+	int fd, one = 1;
+	char *log;
+
+	daemon_setup(&d, false);
+	sin.sin_port = htons((unsigned short)d.port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	ck_assert(bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0);
+	ck_assert(listen(fd, 1) == 0);
+	daemon_spawn(&d, "-f");
+	ck_assert_int_eq(daemon_wait_exit(&d, READY_MS), 69);
+	log = file_read(d.log);
+	ck_assert_msg(strstr(log, "cannot listen on 127.0.0.1:") != NULL,
+	    "log:\n%s", log);
+	close(fd);
+	free(log);
+	daemon_teardown(&d);
+}
+END_TEST
+
+START_TEST(test_db_unreachable)
+{
+	char dir[] = "/tmp/assent-nodb-XXXXXX";
+	struct http_reply r;
+	struct daemon d;
+	char *dsn;
+
+	memset(&d, 0, sizeof(d));
+	ck_assert(mkdtemp(dir) != NULL);
+	dsn = xasprintf("host=%s dbname=nowhere connect_timeout=2", dir);
+	d.port = testhelp_free_port();
+	d.conf = testhelp_write_conf(dsn, d.port, NULL);
+	daemon_spawn(&d, "-f");
+	daemon_wait_ready(&d);
+	/* Two attempts, each with libpq's reason (it names the socket). */
+	ck_assert(log_wait(&d, "retrying the database in", 2, 3000));
+	ck_assert(log_wait(&d, ".s.PGSQL.", 2, 100));
+	r = http_request(d.port, "GET", "/healthz", NULL);
+	ck_assert_int_eq(r.status, 503);
+	ck_assert_str_eq(r.body, "database unavailable\n");
+	daemon_stop(&d, SIGTERM);
+	rmdir(dir);
+	free(r.raw);
+	free(dsn);
+	daemon_teardown(&d);
+}
+END_TEST
+
+/* ---- routes -------------------------------------------------------------------- */
+
+static const struct {
+	const char *method, *path, *body;
+	int status;
+	const char *header, *value;     /* one header to expect, or NULL */
+} route_cases[] = {
+	{ "GET",    "/healthz",   NULL,     200, "Cache-Control", "no-store" },
+	{ "HEAD",   "/healthz",   NULL,     200, NULL, NULL },
+	{ "POST",   "/healthz",   "a=b",    405, "Allow", "GET" },
+	{ "DELETE", "/healthz",   NULL,     405, "Allow", "GET" },
+	{ "GET",    "/nowhere",   NULL,     404, "X-Content-Type-Options", "nosniff" },
+	{ "GET",    "/healthz/x", NULL,     404, NULL, NULL },
+	{ "POST",   "/nowhere",   "x",      404, "Referrer-Policy", "no-referrer" },
+};
+
+START_TEST(test_routes)
+{
+	struct daemon d;
+
+	daemon_start(&d);
+	for (size_t i = 0; i < sizeof(route_cases) / sizeof(route_cases[0]); i++) {
+		struct http_reply r = http_request(d.port, route_cases[i].method,
+		    route_cases[i].path, route_cases[i].body);
+
+		ck_assert_msg(r.status == route_cases[i].status, "%s %s: %d",
+		    route_cases[i].method, route_cases[i].path, r.status);
+		if (route_cases[i].header != NULL)
+			ck_assert_msg(http_has_header(&r, route_cases[i].header,
+			    route_cases[i].value), "%s %s: no %s: %s in\n%s",
+			    route_cases[i].method, route_cases[i].path,
+			    route_cases[i].header, route_cases[i].value, r.raw);
+		free(r.raw);
+	}
+	daemon_stop(&d, SIGTERM);
+	daemon_teardown(&d);
+}
+END_TEST
+
+/* ---- signals ----------------------------------------------------------------------- */
+
+START_TEST(test_sighup_broken_config)
+{
+	struct http_reply r;
+	struct daemon d;
+	char *want;
+
+	daemon_start(&d);
+	file_replace(d.conf, "level = \"debug\";", "level = ;");
+	ck_assert_int_eq(kill(d.pid, SIGHUP), 0);
+	ck_assert(log_wait(&d, "reload failed", 1, 3000));
+	want = xasprintf("%s:4", d.conf);
+	ck_assert(log_wait(&d, want, 1, 100));
+	r = http_request(d.port, "GET", "/healthz", NULL);
+	ck_assert_int_eq(r.status, 200);
+	daemon_stop(&d, SIGTERM);
+	free(want);
+	free(r.raw);
+	daemon_teardown(&d);
+}
+END_TEST
+
+START_TEST(test_sighup_reload)
+{
+	struct daemon d;
+	char *from, *to;
+
+	daemon_start(&d);
+	file_replace(d.conf, "level = \"debug\";", "level = \"info\";");
+	from = xasprintf("port = %d;", d.port);
+	to = xasprintf("port = %d;", d.port + 1);
+	file_replace(d.conf, from, to);
+	ck_assert_int_eq(kill(d.pid, SIGHUP), 0);
+	ck_assert(log_wait(&d, "reloaded configuration", 1, 3000));
+	ck_assert(log_wait(&d, "log level info", 1, 100));
+	ck_assert(log_wait(&d, "http.port changed; that needs a restart", 1, 100));
+	/* Still where it was. */
+	ck_assert(port_accepts(d.port));
+	daemon_stop(&d, SIGTERM);
+	free(from);
+	free(to);
+	daemon_teardown(&d);
+}
+END_TEST
+
+START_TEST(test_sigterm_with_idle_client)
+{
+	struct daemon d;
+	int fd;
+
+	daemon_start(&d);
+	/* An idle keep-alive connection must not hold up the exit. */
+	fd = http_connect(d.port);
+	send_all(fd, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+	daemon_stop(&d, SIGTERM);
+	close(fd);
+	ck_assert(log_wait(&d, "stopped", 1, 100));
+	daemon_teardown(&d);
+}
+END_TEST
+
+START_TEST(test_sigint)
+{
+	struct daemon d;
+
+	daemon_start(&d);
+	daemon_stop(&d, SIGINT);
+	daemon_teardown(&d);
+}
+END_TEST
+
+/* ---- detached ------------------------------------------------------------------------ */
+
+static pid_t
+pidfile_read(const char *path)
+{
+	char *text = file_read(path);
+	long pid = atol(text);
+
+	free(text);
+	return (pid_t)pid;
+}
+
+START_TEST(test_detached)
+{
+	const char *bin = getenv("ASSENTD_BIN");
+	struct http_reply r;
+	struct daemon d;
+	char *pidfile, *err;
+	pid_t pid;
+	long deadline;
+
+	daemon_setup(&d, false);
+	pidfile = xstrdup(d.conf);
+	strcpy(strrchr(pidfile, '/'), "/assentd.pid");
+	{
+		const char *argv[] = { bin, "-c", d.conf, NULL };
+
+		ck_assert_int_eq(testhelp_run(argv, NULL, NULL, &err), 0);
+		free(err);
+		pid = pidfile_read(pidfile);
+		ck_assert_msg(pid > 0, "no pid in %s", pidfile);
+		remember_pid(pid);
+		/* A second one is refused while the first lives. */
+		ck_assert_int_eq(testhelp_run(argv, NULL, NULL, &err), 69);
+		ck_assert_msg(strstr(err, "already running") != NULL, "%s", err);
+		free(err);
+	}
+	ck_assert(port_accepts(d.port));
+	r = http_request(d.port, "GET", "/healthz", NULL);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_int_eq(kill(pid, SIGTERM), 0);
+	deadline = now_ms() + STOP_MS;
+	while (kill(pid, 0) == 0 && now_ms() < deadline)
+		sleep_ms(10);
+	ck_assert_msg(kill(pid, 0) == -1, "pid %ld still runs", (long)pid);
+	ck_assert_msg(access(pidfile, F_OK) == -1, "%s is still there", pidfile);
+	free(r.raw);
+	free(pidfile);
+	daemon_teardown(&d);
+}
+END_TEST
+
+static Suite *
+daemon_suite(void)
+{
+	Suite *s = suite_create("daemon");
+	TCase *tc = tcase_create("daemon");
+
+	tcase_set_timeout(tc, TEST_TIMEOUT);
+	tcase_add_test(tc, test_healthz_ok);
+	tcase_add_test(tc, test_unmigrated_refused);
+	tcase_add_loop_test(tc, test_bad_config, 0,
+	    sizeof(bad_confs) / sizeof(bad_confs[0]));
+	tcase_add_test(tc, test_port_in_use);
+	tcase_add_test(tc, test_db_unreachable);
+	tcase_add_test(tc, test_routes);
+	tcase_add_test(tc, test_sighup_broken_config);
+	tcase_add_test(tc, test_sighup_reload);
+	tcase_add_test(tc, test_sigterm_with_idle_client);
+	tcase_add_test(tc, test_sigint);
+	tcase_add_test(tc, test_detached);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr;
+	int failed;
+
+	testhelp_require_servers();
+	atexit(kill_spawned);
+	sr = srunner_create(daemon_suite());
+	srunner_run_all(sr, CK_ENV);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed != 0;
+}

@@ -44,8 +44,8 @@ struct addr {
 /* Parse and normalise input (a NUL-terminated string; surrounding
  * whitespace is NOT trimmed: callers trim where their input format
  * allows it). On failure returns -1 with err->code = EX_DATAERR and a
- * message such as: invalid address "a..b@x.org": local part has two
- * dots in a row. */
+ * message such as: invalid address "a..b@x.org": two dots in a row in
+ * the local part. */
 int addr_parse(const char *input, struct addr *addr_r, struct assent_err *err);
 
 /* Normalise a bare domain (for "@domain" suppression entries): A-label,

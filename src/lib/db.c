@@ -34,8 +34,16 @@ db_connect(const char *dsn, PGconn **conn_r, struct assent_err *err)
 	PGconn *conn;
 	PGresult *res;
 
+	/* Defaults before the DSN (it may override them), and what assent
+	 * relies on after it: the text it checked as UTF-8 goes over the
+	 * wire as UTF-8, whatever PGCLIENTENCODING says. */
+	static const char *const keywords[] = {
+		"connect_timeout", "application_name", "dbname", "client_encoding", NULL,
+	};
+	const char *values[] = { "5", "assent", dsn, "UTF8", NULL };
+
 	*conn_r = NULL;
-	conn = PQconnectdb(dsn);
+	conn = PQconnectdbParams(keywords, values, 1);
 	if (conn == NULL)
 		return err_set(err, EX_UNAVAILABLE, "database: out of memory");
 	if (PQstatus(conn) != CONNECTION_OK) {
@@ -68,9 +76,14 @@ db_code_for_sqlstate(PGconn *conn, const char *state)
 {
 	if (PQstatus(conn) != CONNECTION_OK)
 		return EX_UNAVAILABLE;
+	/* 23000 is what our own triggers raise for a change the program
+	 * should never have tried (a subscription without its ledger event). */
+	if (strcmp(state, "23000") == 0)
+		return EX_SOFTWARE;
 	if (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0)
 		return EX_DATAERR;
-	if (strncmp(state, "40", 2) == 0)
+	if (strncmp(state, "40", 2) == 0 || strncmp(state, "53", 2) == 0 ||
+	    strcmp(state, "57014") == 0)
 		return EX_TEMPFAIL;
 	if (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0)
 		return EX_UNAVAILABLE;

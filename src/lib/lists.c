@@ -38,8 +38,12 @@ lists_create(PGconn *conn, const char *name, const char *description,
 	return 0;
 }
 
-int
-lists_lookup(PGconn *conn, const char *name, char id_r[24],
+/* The live list called name, its row locked: FOR SHARE by those who add
+ * to it (they may run side by side), FOR UPDATE by its removal, so that
+ * a removal waits for every subscribe in flight and a subscribe waiting
+ * on a removal finds the list gone. */
+static int
+lists_lookup_locked(PGconn *conn, const char *name, bool exclusive, char id_r[24],
     bool *double_optin_r, struct assent_err *err)
 {
 	const char *params[] = { name };
@@ -47,9 +51,12 @@ lists_lookup(PGconn *conn, const char *name, char id_r[24],
 
 	if (text_check_list_name(name, err) == -1)
 		return -1;
-	if (db_exec(conn, &res, err, "SELECT id, double_optin FROM lists"
-	    " WHERE lower(name) = lower($1) AND removed_at IS NULL"
-	    " FOR SHARE", 1, params) == -1)
+	if (db_exec(conn, &res, err, exclusive ?
+	    "SELECT id, double_optin FROM lists"
+	    " WHERE lower(name) = lower($1) AND removed_at IS NULL FOR UPDATE" :
+	    "SELECT id, double_optin FROM lists"
+	    " WHERE lower(name) = lower($1) AND removed_at IS NULL FOR SHARE",
+	    1, params) == -1)
 		return -1;
 	if (PQntuples(res) == 0) {
 		PQclear(res);
@@ -61,6 +68,13 @@ lists_lookup(PGconn *conn, const char *name, char id_r[24],
 		*double_optin_r = PQgetvalue(res, 0, 1)[0] == 't';
 	PQclear(res);
 	return 0;
+}
+
+int
+lists_lookup(PGconn *conn, const char *name, char id_r[24],
+    bool *double_optin_r, struct assent_err *err)
+{
+	return lists_lookup_locked(conn, name, false, id_r, double_optin_r, err);
 }
 
 int
@@ -154,7 +168,7 @@ lists_remove(PGconn *conn, const char *name, bool force,
 
 	if (db_begin(conn, err) == -1)
 		return -1;
-	if (lists_lookup(conn, name, id, NULL, err) == -1 ||
+	if (lists_lookup_locked(conn, name, true, id, NULL, err) == -1 ||
 	    (live = lists_live_count(conn, id, err)) == -1)
 		goto fail;
 	if (live > 0 && !force) {

@@ -2,6 +2,8 @@
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "assent/db.h"
 #include "assent/lists.h"
@@ -170,6 +172,47 @@ START_TEST(test_remove_empty_list)
 }
 END_TEST
 
+/* A removal must wait for a subscribe in flight, then see it. */
+START_TEST(test_remove_waits_for_subscribe_in_flight)
+{
+	static const char *const subscribe_steps[] = {
+		"BEGIN",
+		"SELECT id FROM lists WHERE name = 'news' FOR SHARE",
+		"INSERT INTO subscribers (email, email_key) VALUES ('a@x.org', 'a@x.org')",
+		"INSERT INTO ledger (subscriber_id, list_id, action, channel,"
+		" status_after, operator, source) SELECT s.id, l.id, 'subscribe', 'cli',"
+		" 'confirmed', 't', 's' FROM subscribers s, lists l",
+		"INSERT INTO subscriptions (subscriber_id, list_id, status)"
+		" SELECT s.id, l.id, 'confirmed' FROM subscribers s, lists l",
+	};
+	struct assent_err err;
+	PGconn *other;
+	int status;
+	pid_t pid;
+
+	ck_assert_int_eq(lists_create(conn, "news", NULL, false, &err), 0);
+	ck_assert_int_eq(db_connect(testhelp_dsn, &other, &err), 0);
+	for (size_t i = 0; i < sizeof(subscribe_steps) / sizeof(subscribe_steps[0]); i++)
+		ck_assert_msg(db_exec(other, NULL, &err, subscribe_steps[i], 0, NULL) == 0,
+		    "%s", err.msg);
+	if ((pid = fork()) == 0) {
+		PGconn *c;
+
+		if (db_connect(testhelp_dsn, &c, &err) == -1)
+			_exit(2);
+		_exit(lists_remove(c, "news", false, &cli_ev, NULL, &err) == 0 ? 0 : 1);
+	}
+	usleep(300 * 1000);     /* let the removal reach the lock */
+	ck_assert_int_eq(db_exec(other, NULL, &err, "COMMIT", 0, NULL), 0);
+	waitpid(pid, &status, 0);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 1,
+	    "the removal went ahead with a subscriber it did not see");
+	ck_assert_int_eq(testhelp_query_long(conn,
+	    "SELECT count(*) FROM lists WHERE removed_at IS NULL"), 1);
+	db_close(other);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -188,6 +231,7 @@ main(void)
 	tcase_add_test(tc, test_remove_refused_while_subscribed);
 	tcase_add_test(tc, test_remove_force_ends_subscriptions_with_events);
 	tcase_add_test(tc, test_remove_empty_list);
+	tcase_add_test(tc, test_remove_waits_for_subscribe_in_flight);
 	suite_add_tcase(s, tc);
 	return testhelp_run_suite(s);
 }

@@ -288,6 +288,27 @@ START_TEST(test_concurrent_add_one_wins)
 }
 END_TEST
 
+/* Text checked as UTF-8 is stored as UTF-8 whatever the client's
+ * environment asks for. */
+START_TEST(test_utf8_whatever_pgclientencoding)
+{
+	struct subs_request req = {
+		.email = "z@example.org", .list = "news", .name = "Zo\u00eb \u20ac",
+		.channel = "cli", .evidence = &cli_ev,
+	};
+	struct assent_err err;
+	char status[16];
+	PGconn *latin1;
+
+	setenv("PGCLIENTENCODING", "LATIN1", 1);
+	ck_assert_int_eq(db_connect(testhelp_dsn, &latin1, &err), 0);
+	unsetenv("PGCLIENTENCODING");
+	ck_assert_msg(subs_add(latin1, &req, status, &err) == 0, "%s", err.msg);
+	db_close(latin1);
+	ck_assert_int_eq(count("SELECT length(name) FROM subscribers"), 5);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -308,6 +329,7 @@ main(void)
 	tcase_add_test(tc, test_unsubscribed_needs_resubscribe);
 	tcase_add_test(tc, test_show_profile);
 	tcase_add_test(tc, test_concurrent_add_one_wins);
+	tcase_add_test(tc, test_utf8_whatever_pgclientencoding);
 	suite_add_tcase(s, tc);
 	return testhelp_run_suite(s);
 }

@@ -3,6 +3,7 @@
  * detaching, the pid file, signals, the start-up database check and the
  * main loop (which will host the scheduler). The HTTP side is web.c.
  */
+#include <sys/file.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <errno.h>
@@ -34,6 +35,7 @@ struct assentd {
 	bool                foreground;
 	bool                detached;
 	char               *pid_file;    /* the one we wrote, or NULL */
+	int                 pid_fd;      /* holds its lock, or -1 */
 	int                 ready_fd;    /* to the waiting parent, or -1 */
 	struct web         *web;
 	PGconn             *db;          /* the main thread's connection */
@@ -164,42 +166,70 @@ main_reload(struct assentd *d)
 
 /* ---- the pid file ------------------------------------------------------- */
 
-/* Refuse to start when the pid file names a live process. */
-static int
-pidfile_check(const char *path, struct assent_err *err)
+/* The pid in an existing pid file, or 0. */
+static long
+pidfile_read(int fd)
 {
-	FILE *f;
-	long pid = 0;
+	char buf[32];
+	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
 
-	if ((f = fopen(path, "r")) == NULL) {
-		if (errno == ENOENT)
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	return strtol(buf, NULL, 10);
+}
+
+/* Open path and take its lock. The lock, not the pid written in the
+ * file, says whether an assentd runs: it dies with the process, so a
+ * stale file (or a pid reused by another program) never blocks a start
+ * and two daemons starting at once cannot both win. */
+static int
+pidfile_lock(const char *path, bool create, int *fd_r, struct assent_err *err)
+{
+	int fd = open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0644);
+
+	*fd_r = -1;
+	if (fd == -1) {
+		if (errno == ENOENT && !create)
 			return 0;
-		return err_set(err, EX_NOINPUT, "%s: %s", path, strerror(errno));
+		return err_set(err, EX_CANTCREAT, "%s: %s", path, strerror(errno));
 	}
-	if (fscanf(f, "%ld", &pid) != 1)
-		pid = 0;
-	fclose(f);
-	if (pid > 0 && pid != (long)getpid() &&
-	    (kill((pid_t)pid, 0) == 0 || errno == EPERM))
+	if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
+		long pid = pidfile_read(fd);
+
+		close(fd);
 		return err_set(err, EX_UNAVAILABLE,
 		    "%s: assentd is already running as pid %ld", path, pid);
+	}
+	*fd_r = fd;
 	return 0;
 }
 
+/* Refuse to start, while still on the terminal, when one runs. */
 static int
-pidfile_write(const char *path, struct assent_err *err)
+pidfile_check(const char *path, struct assent_err *err)
 {
 	int fd;
 
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd == -1)
-		return err_set(err, EX_CANTCREAT, "%s: %s", path, strerror(errno));
-	if (dprintf(fd, "%ld\n", (long)getpid()) < 0) {
-		err_set(err, EX_IOERR, "%s: %s", path, strerror(errno));
+	if (pidfile_lock(path, false, &fd, err) == -1)
+		return -1;
+	if (fd != -1)
 		close(fd);
+	return 0;
+}
+
+/* Lock and write the pid file; the lock is held until exit. */
+static int
+pidfile_write(const char *path, int *fd_r, struct assent_err *err)
+{
+	if (pidfile_lock(path, true, fd_r, err) == -1)
+		return -1;
+	if (ftruncate(*fd_r, 0) == -1 || dprintf(*fd_r, "%ld\n", (long)getpid()) < 0) {
+		err_set(err, EX_IOERR, "%s: %s", path, strerror(errno));
+		close(*fd_r);
+		*fd_r = -1;
 		return -1;
 	}
-	close(fd);
 	return 0;
 }
 
@@ -292,8 +322,11 @@ main_exit(struct assentd *d, int code)
 	web_stop(d->web);
 	if (d->db != NULL)
 		db_close(d->db);
+	/* Only the holder of the lock removes the file. */
 	if (d->pid_file != NULL && unlink(d->pid_file) == -1)
 		log_warn("removing %s", d->pid_file);
+	if (d->pid_fd != -1)
+		close(d->pid_fd);
 	log_info("%s", code == 0 ? "stopped" : "exiting");
 	conf_free(d->conf);
 	free(d->pid_file);
@@ -396,6 +429,8 @@ main_db_connect(struct assentd *d)
 		}
 		log_warnx("retrying the database in %d.%d s: %s",
 		    delay_ms / 1000, delay_ms % 1000 / 100, err.msg);
+		/* Started, if not ready: the parent may go, we keep trying. */
+		main_ready(d, 0);
 		main_wait(d, delay_ms);
 		delay_ms = delay_ms * 2 > DB_RETRY_MAX_MS ? DB_RETRY_MAX_MS :
 		    delay_ms * 2;
@@ -457,7 +492,7 @@ main_write_pid_file(struct assentd *d)
 	struct assent_err err;
 
 	err_clear(&err);
-	if (pidfile_write(d->conf->daemon_pid_file, &err) == -1)
+	if (pidfile_write(d->conf->daemon_pid_file, &d->pid_fd, &err) == -1)
 		main_fail(d, &err);
 	d->pid_file = xstrdup(d->conf->daemon_pid_file);
 }
@@ -465,7 +500,7 @@ main_write_pid_file(struct assentd *d)
 int
 main(int argc, char **argv)
 {
-	struct assentd d = { .ready_fd = -1 };
+	struct assentd d = { .ready_fd = -1, .pid_fd = -1 };
 	struct assent_err err;
 	const char *path;
 
@@ -481,10 +516,12 @@ main(int argc, char **argv)
 	err_clear(&err);
 	if (web_start(d.conf, &d.web, &err) == -1)
 		main_fail(&d, &err);
-	main_ready(&d, 0);
 	if (main_db_ready(&d) == 0)
 		log_info("database schema is current (version %d); ready",
 		    MIGRATE_SCHEMA_VERSION);
+	/* The waiting parent learns of a wrong schema (main_fail) rather
+	 * than of a start that ends a moment later. */
+	main_ready(&d, 0);
 	while (!d.stopping)
 		main_wait(&d, -1);
 	main_exit(&d, 0);

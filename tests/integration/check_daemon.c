@@ -688,6 +688,54 @@ START_TEST(test_detached)
 }
 END_TEST
 
+/* Detached on a database with an old schema: the command that started
+ * it must fail with 78, not report a start that ends a moment later. */
+START_TEST(test_detached_unmigrated_fails_visibly)
+{
+	const char *bin = getenv("ASSENTD_BIN");
+	struct daemon d;
+	char *err;
+
+	daemon_setup(&d, true);
+	{
+		const char *argv[] = { bin, "-c", d.conf, NULL };
+
+		ck_assert_int_eq(testhelp_run(argv, NULL, NULL, &err), 78);
+		free(err);
+	}
+	daemon_teardown(&d);
+}
+END_TEST
+
+/* A pid file left by a dead daemon, naming a live process (ours), does
+ * not block a start: the lock decides, not the number in the file. */
+START_TEST(test_detached_stale_pid_file)
+{
+	const char *bin = getenv("ASSENTD_BIN");
+	struct daemon d;
+	char *pidfile, *err, stale[32];
+	pid_t pid;
+
+	daemon_setup(&d, false);
+	pidfile = xstrdup(d.conf);
+	strcpy(strrchr(pidfile, '/'), "/assentd.pid");
+	snprintf(stale, sizeof(stale), "%ld\n", (long)getpid());
+	file_write(pidfile, stale);
+	{
+		const char *argv[] = { bin, "-c", d.conf, NULL };
+
+		ck_assert_int_eq(testhelp_run(argv, NULL, NULL, &err), 0);
+		free(err);
+	}
+	pid = pidfile_read(pidfile);
+	ck_assert_msg(pid > 0 && pid != getpid(), "pid file not rewritten");
+	remember_pid(pid);
+	ck_assert_int_eq(kill(pid, SIGTERM), 0);
+	free(pidfile);
+	daemon_teardown(&d);
+}
+END_TEST
+
 static Suite *
 daemon_suite(void)
 {
@@ -707,6 +755,8 @@ daemon_suite(void)
 	tcase_add_test(tc, test_sigterm_with_idle_client);
 	tcase_add_test(tc, test_sigint);
 	tcase_add_test(tc, test_detached);
+	tcase_add_test(tc, test_detached_unmigrated_fails_visibly);
+	tcase_add_test(tc, test_detached_stale_pid_file);
 	suite_add_tcase(s, tc);
 	return s;
 }

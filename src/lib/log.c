@@ -10,9 +10,10 @@
 
 #include "assent/log.h"
 
+/* Read by every thread, changed by the daemon's main thread on reload. */
 static const char *log_ident = "assent";
-static enum log_level log_threshold = LOG_LEVEL_INFO;
-static bool log_to_syslog;
+static _Atomic int log_threshold = LOG_LEVEL_INFO;
+static _Atomic bool log_to_syslog;
 
 static const struct {
 	const char *name;
@@ -62,12 +63,17 @@ log_vwrite(enum log_level level, int with_errno, const char *fmt, va_list ap)
 	int saved_errno = errno;
 	size_t len;
 
-	if (level > log_threshold)
+	if ((int)level > log_threshold)
 		return;
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	len = strlen(msg);
-	if (with_errno && len < sizeof(msg))
-		snprintf(msg + len, sizeof(msg) - len, ": %s", strerror(saved_errno));
+	if (with_errno && len < sizeof(msg)) {
+		char why[128];
+
+		/* The GNU strerror_r returns its text; it may not use why. */
+		snprintf(msg + len, sizeof(msg) - len, ": %s",
+		    strerror_r(saved_errno, why, sizeof(why)));
+	}
 	if (log_to_syslog) {
 		syslog(log_levels[level].priority, "%s", msg);
 	} else {

@@ -111,6 +111,12 @@ migrate_read_file(const char *path, struct assent_err *err)
 			break;
 	}
 	buf[len] = '\0';
+	if (!ferror(f) && strlen(buf) != len) {
+		err_set(err, EX_SOFTWARE, "migrations: %s: contains a NUL byte", path);
+		free(buf);
+		fclose(f);
+		return NULL;
+	}
 	if (ferror(f)) {
 		err_set(err, EX_SOFTWARE, "migrations: %s: read error", path);
 		free(buf);
@@ -171,9 +177,9 @@ migrate_apply_one(PGconn *conn, const struct migration *m, struct assent_err *er
 	res = PQexec(conn, sql);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK &&
 	    PQresultStatus(res) != PGRES_TUPLES_OK) {
-		err_set(err, EX_SOFTWARE, "migration %s failed: %s", m->name,
+		err_set(err, EX_SOFTWARE, "migration %s failed: %.*s", m->name,
+		    (int)strcspn(PQresultErrorMessage(res), "\n"),
 		    PQresultErrorMessage(res));
-		err->msg[strcspn(err->msg, "\n")] = '\0';
 		PQclear(res);
 		goto fail;
 	}
@@ -191,6 +197,40 @@ fail:
 	return -1;
 }
 
+/* An applied migration whose file has changed since means the database
+ * and this program disagree about the schema: refuse to go on. */
+static int
+migrate_check_applied(PGconn *conn, const struct migration *list, int current,
+    struct assent_err *err)
+{
+	char sha[65], *sql;
+	PGresult *res;
+	int v;
+
+	if (db_exec(conn, &res, err, "SELECT version, sha256 FROM schema_migrations"
+	    " ORDER BY version", 0, NULL) == -1)
+		return -1;
+	for (int i = 0; i < PQntuples(res); i++) {
+		v = atoi(PQgetvalue(res, i, 0));
+		if (v > current || v > MIGRATE_SCHEMA_VERSION)
+			break;
+		if ((sql = migrate_read_file(list[v].path, err)) == NULL) {
+			PQclear(res);
+			return -1;
+		}
+		migrate_sha256_hex(sql, sha);
+		free(sql);
+		if (strcmp(sha, PQgetvalue(res, i, 1)) != 0) {
+			PQclear(res);
+			return err_set(err, EX_SOFTWARE, "migration %s was changed after "
+			    "it was applied to this database (its SHA-256 differs)",
+			    list[v].name);
+		}
+	}
+	PQclear(res);
+	return 0;
+}
+
 static int
 migrate_apply_locked(PGconn *conn, const struct migration *list, int *applied_r,
     void (*on_step)(int, const char *, void *), void *arg, struct assent_err *err)
@@ -205,6 +245,8 @@ migrate_apply_locked(PGconn *conn, const struct migration *list, int *applied_r,
 		return err_set(err, EX_CONFIG, "the database schema is at version %d, "
 		    "newer than this program (%d): upgrade assent", current,
 		    MIGRATE_SCHEMA_VERSION);
+	if (migrate_check_applied(conn, list, current, err) == -1)
+		return -1;
 	for (int v = current + 1; v <= MIGRATE_SCHEMA_VERSION; v++) {
 		if (migrate_apply_one(conn, &list[v], err) == -1)
 			return -1;

@@ -77,6 +77,18 @@ START_TEST(test_newer_schema_is_refused)
 }
 END_TEST
 
+START_TEST(test_edited_migration_is_refused)
+{
+	struct assent_err err;
+
+	ck_assert_int_eq(migrate_apply(conn, NULL, NULL, NULL, &err), 0);
+	ck_assert_int_eq(db_exec(conn, NULL, &err, "UPDATE schema_migrations"
+	    " SET sha256 = repeat('0', 64) WHERE version = 1", 0, NULL), 0);
+	ck_assert_int_eq(migrate_apply(conn, NULL, NULL, NULL, &err), -1);
+	ck_assert_ptr_nonnull(strstr(err.msg, "changed after it was applied"));
+}
+END_TEST
+
 /* A migration that fails leaves nothing behind: not its tables, not its record. */
 START_TEST(test_failed_migration_is_rolled_back)
 {
@@ -89,6 +101,14 @@ START_TEST(test_failed_migration_is_rolled_back)
 	ck_assert_ptr_nonnull(f = fopen(path, "w"));
 	fputs("CREATE TABLE half_done (x int);\nCREATE TABLE oops (;\n", f);
 	fclose(f);
+	for (int v = 2; v <= MIGRATE_SCHEMA_VERSION; v++) {
+		char later[256];
+
+		snprintf(later, sizeof(later), "%s/%04d_later.sql", dir, v);
+		ck_assert_ptr_nonnull(f = fopen(later, "w"));
+		fputs("SELECT 1;\n", f);
+		fclose(f);
+	}
 	setenv("ASSENT_SQLDIR", dir, 1);
 	ck_assert_int_eq(migrate_apply(conn, NULL, NULL, NULL, &err), -1);
 	ck_assert_ptr_nonnull(strstr(err.msg, "0001_broken.sql"));
@@ -96,7 +116,10 @@ START_TEST(test_failed_migration_is_rolled_back)
 	    "SELECT count(*) FROM schema_migrations"), 0);
 	ck_assert_int_eq(testhelp_query_long(conn,
 	    "SELECT count(*) FROM pg_tables WHERE tablename = 'half_done'"), 0);
-	unlink(path);
+	for (int v = 1; v <= MIGRATE_SCHEMA_VERSION; v++) {
+		snprintf(path, sizeof(path), "%s/%04d_%s.sql", dir, v, v == 1 ? "broken" : "later");
+		unlink(path);
+	}
 	rmdir(dir);
 }
 END_TEST
@@ -229,6 +252,7 @@ main(void)
 	tcase_add_test(tc, test_fresh_database_is_version_zero);
 	tcase_add_test(tc, test_apply_then_nothing_to_do);
 	tcase_add_test(tc, test_newer_schema_is_refused);
+	tcase_add_test(tc, test_edited_migration_is_refused);
 	tcase_add_test(tc, test_failed_migration_is_rolled_back);
 	tcase_add_test(tc, test_missing_migration_file);
 	tcase_add_test(tc, test_concurrent_migrate);

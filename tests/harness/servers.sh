@@ -173,11 +173,12 @@ cmd_start()
 	[ -x "$PGBIN/initdb" ] || die "no $PGBIN/initdb: install postgresql (contrib/deps)"
 	[ -x "$SMTP_SINK" ] || die "no $SMTP_SINK: install postfix (contrib/deps)"
 
-	# Whatever fails half-way, leave nothing running.
-	trap 'cmd_stop "$dir"' ERR
+	# Whatever fails half-way (die exits, so ERR would not fire), leave
+	# nothing running.
+	trap 'cmd_stop "$dir"' EXIT
 	pg_start "$dir"
 	sink_start "$dir"
-	trap - ERR
+	trap - EXIT
 
 	cat >"$dir/env" <<EOF
 export PGHOST='$dir/pg' PGPORT=5432 PGUSER=postgres PGDATABASE=postgres

@@ -47,6 +47,8 @@ struct assent_conf {
 	char *tokens_keys_file;
 	long  tokens_confirm_ttl;       /* seconds */
 
+	bool  suppress_gmail_mailbox_key;
+
 	int   sending_rate;             /* messages per second, 0 = unlimited */
 	int   sending_concurrency;
 	int   sending_batch;

@@ -12,6 +12,7 @@
 #ifndef ASSENT_DB_H
 #define ASSENT_DB_H
 
+#include <stdbool.h>
 #include <jansson.h>
 #include <libpq-fe.h>
 #include "assent/err.h"
@@ -41,6 +42,15 @@ void db_rollback(PGconn *conn);
 
 /* The SQLSTATE of the last failed db_exec() on this thread, or "" */
 const char *db_last_sqlstate(void);
+
+/* The DSN as it may be shown, in a fresh string: as written when it
+ * holds no secret; else rebuilt as keyword='value' pairs with the
+ * options libpq marks secret (password, sslpassword) masked, also inside
+ * a dbname that is itself a connection string. A value without "=" that is not a URI
+ * is a plain database name, as db_connect() takes it. *has_secret_r
+ * (may be NULL) tells whether anything was masked. NULL when libpq
+ * cannot parse the DSN. */
+char *db_dsn_display(const char *dsn, bool *has_secret_r);
 
 /* The rows of res as a new JSON array of objects keyed by column name:
  * SQL NULL becomes null, boolean columns true/false, integer columns

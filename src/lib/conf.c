@@ -16,6 +16,7 @@
 
 #include "assent/addr.h"
 #include "assent/conf.h"
+#include "assent/db.h"
 #include "assent/log.h"
 #include "assent/text.h"
 #include "assent/xmalloc.h"
@@ -49,6 +50,7 @@ struct conf_setting {
 };
 
 static int conf_check_level(const char *, char *, size_t);
+static int conf_check_dsn(const char *, char *, size_t);
 static int conf_check_url(const char *, char *, size_t);
 static int conf_check_from(const char *, char *, size_t);
 static int conf_check_domain(const char *, char *, size_t);
@@ -75,6 +77,7 @@ _Static_assert(sizeof(enum conf_starttls) == sizeof(int),
 static const struct conf_setting conf_settings[] = {
 	{ .path = "database.dsn", .type = CONF_STRING, .offset = OFF(database_dsn),
 	  .flags = CONF_REQUIRED | CONF_DSN,        /* no default */
+	  .check = conf_check_dsn,
 	  .description = "libpq connection string of the assent database" },
 
 	{ .path = "smtp.host", .type = CONF_STRING, .offset = OFF(smtp_host),
@@ -117,6 +120,11 @@ static const struct conf_setting conf_settings[] = {
 	  .offset = OFF(tokens_confirm_ttl), .def_number = 604800,
 	  .min = 60, .max = 31536000,
 	  .description = "seconds a confirmation link stays valid" },
+
+	{ .path = "suppress.gmail_mailbox_key", .type = CONF_BOOL,
+	  .offset = OFF(suppress_gmail_mailbox_key), .def_number = 0,
+	  .description = "a suppressed gmail.com or googlemail.com address also "
+	  "blocks its forms with other dots and +tags" },
 
 	{ .path = "sending.rate", .type = CONF_INT, .offset = OFF(sending_rate),
 	  .def_number = 0, .min = 0, .max = 1000000,
@@ -407,6 +415,21 @@ conf_source_file(const struct conf_loader *ld, const config_setting_t *cs,
 }
 
 /* --- validators -------------------------------------------------------- */
+
+/* libpq must understand it; its reason is not repeated, since it may
+ * quote part of a password. */
+static int
+conf_check_dsn(const char *value, char *why, size_t whylen)
+{
+	char *shown = db_dsn_display(value, NULL);
+
+	if (shown != NULL) {
+		free(shown);
+		return 0;
+	}
+	snprintf(why, whylen, "not a connection string libpq understands");
+	return -1;
+}
 
 static int
 conf_check_level(const char *value, char *why, size_t whylen)
@@ -839,6 +862,26 @@ conf_take_default(struct conf_loader *ld, const struct conf_setting *s,
 
 /* Secret files are checked for defaults too: the default keys file may
  * well exist with a careless mode. */
+/* A DSN with a password in it makes its file a secret too. */
+static int
+conf_dsn_file_private(struct conf_loader *ld, const struct conf_setting *s,
+    size_t i, struct assent_err *err)
+{
+	char buf[PATH_MAX], *shown;
+	const char *file;
+	bool secret = false;
+
+	shown = db_dsn_display(*conf_string_field(ld->conf, s), &secret);
+	free(shown);
+	if (!secret)
+		return 0;
+	file = conf_source_file(ld, ld->where[i], buf, sizeof(buf));
+	if (conf_check_secret_file(file, "the file holding database.dsn, which "
+	    "has a password,", err) == 0)
+		return 0;
+	return err_prefix(err, "%s:%d", file, config_setting_source_line(ld->where[i]));
+}
+
 static int
 conf_check_secrets(struct conf_loader *ld, struct assent_err *err)
 {
@@ -849,6 +892,9 @@ conf_check_secrets(struct conf_loader *ld, struct assent_err *err)
 
 	for (i = 0; i < CONF_NSETTINGS; i++) {
 		s = &conf_settings[i];
+		if ((s->flags & CONF_DSN) && ld->where[i] != NULL &&
+		    conf_dsn_file_private(ld, s, i, err) == -1)
+			return -1;
 		if (!(s->flags & CONF_SECRET_FILE))
 			continue;
 		value = *conf_string_field(ld->conf, s);
@@ -999,118 +1045,18 @@ conf_check_secret_file(const char *path, const char *setting,
 
 /* --- dumping ------------------------------------------------------------ */
 
-struct conf_buf {
-	char *s;
-	size_t len, cap;
-};
-
-static void
-conf_buf_add(struct conf_buf *b, const char *s, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		b->cap = (b->len + n + 1) * 2;
-		b->s = xreallocarray(b->s, b->cap, 1);
-	}
-	memcpy(b->s + b->len, s, n);
-	b->len += n;
-	b->s[b->len] = '\0';
-}
-
-static int
-conf_starts_with(const char *s, const char *prefix)
-{
-	return strncmp(s, prefix, strlen(prefix)) == 0;
-}
-
-/* postgresql://user:SECRET@host/db?password=SECRET&x=y */
-static void
-conf_mask_dsn_uri(const char *dsn, struct conf_buf *b)
-{
-	const char *auth = strstr(dsn, "://") + 3;
-	const char *end = auth + strcspn(auth, "/?"), *at = NULL, *p, *colon;
-
-	for (p = auth; p < end; p++)
-		if (*p == '@')
-			at = p;
-	colon = at != NULL ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
-	if (colon != NULL) {
-		conf_buf_add(b, dsn, (size_t)(colon + 1 - dsn));
-		conf_buf_add(b, CONF_MASK, strlen(CONF_MASK));
-		p = at;
-	} else
-		p = dsn;
-	while (*p != '\0') {
-		size_t n = strcspn(p, "?&");
-
-		if (n > 0 && conf_starts_with(p, "password=")) {
-			conf_buf_add(b, p, strlen("password="));
-			conf_buf_add(b, CONF_MASK, strlen(CONF_MASK));
-		} else
-			conf_buf_add(b, p, n);
-		p += n;
-		if (*p != '\0')
-			conf_buf_add(b, p++, 1);
-	}
-}
-
-/* host=x password = 'it''s \' secret' dbname=y */
-static void
-conf_mask_dsn_keywords(const char *dsn, struct conf_buf *b)
-{
-	const char *p = dsn, *key, *value;
-	size_t keylen;
-
-	while (*p != '\0') {
-		key = p + strspn(p, " \t\r\n");
-		keylen = strspn(key, "abcdefghijklmnopqrstuvwxyz_");
-		value = key + keylen + strspn(key + keylen, " \t");
-		if (keylen == 0 || *value != '=') {
-			/* not a DSN libpq would take: show nothing more */
-			if (strstr(p, "password") == NULL)
-				conf_buf_add(b, p, strlen(p));
-			else if (*key != '\0') {
-				conf_buf_add(b, p, (size_t)(key - p));
-				conf_buf_add(b, CONF_MASK, strlen(CONF_MASK));
-			}
-			return;
-		}
-		value++;
-		value += strspn(value, " \t");
-		conf_buf_add(b, p, (size_t)(value - p));
-		p = value;
-		if (*p == '\'') {
-			for (p++; *p != '\0' && *p != '\''; p++)
-				if (*p == '\\' && p[1] != '\0')
-					p++;
-			if (*p == '\'')
-				p++;
-		} else
-			p += strcspn(p, " \t\r\n");
-		if (keylen == strlen("password") &&
-		    strncmp(key, "password", keylen) == 0)
-			conf_buf_add(b, CONF_MASK, strlen(CONF_MASK));
-		else
-			conf_buf_add(b, value, (size_t)(p - value));
-	}
-}
-
 /* The value as it may be shown: a fresh string. */
 static char *
 conf_display(const struct conf_setting *s, const char *value)
 {
-	struct conf_buf b = { NULL, 0, 0 };
+	char *shown;
 
 	if ((s->flags & CONF_SECRET) && value[0] != '\0')
 		return xstrdup(CONF_MASK);
 	if (!(s->flags & CONF_DSN))
 		return xstrdup(value);
-	conf_buf_add(&b, "", 0);
-	if (conf_starts_with(value, "postgresql://") ||
-	    conf_starts_with(value, "postgres://"))
-		conf_mask_dsn_uri(value, &b);
-	else
-		conf_mask_dsn_keywords(value, &b);
-	return b.s;
+	shown = db_dsn_display(value, NULL);
+	return shown != NULL ? shown : xstrdup(CONF_MASK);
 }
 
 static void

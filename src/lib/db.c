@@ -1,9 +1,11 @@
 /* db: PostgreSQL connections and parameterised queries; see db.h */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "assent/db.h"
 #include "assent/log.h"
+#include "assent/xmalloc.h"
 
 static __thread char db_sqlstate[6];
 
@@ -200,4 +202,74 @@ db_rows_json(const PGresult *res)
 		json_array_append_new(rows, row);
 	}
 	return rows;
+}
+
+/* --- showing a DSN ------------------------------------------------------ */
+
+#define DB_MASK "********"
+
+static bool
+db_dsn_is_conninfo(const char *s)
+{
+	return strchr(s, '=') != NULL || strncmp(s, "postgresql://", 13) == 0 ||
+	    strncmp(s, "postgres://", 11) == 0;
+}
+
+/* Append "key='value'" with libpq's quoting to *out. */
+static char *
+db_dsn_append(char *out, const char *key, const char *value)
+{
+	size_t len = out != NULL ? strlen(out) : 0, vlen = strlen(value);
+	char *p;
+
+	out = xreallocarray(out, len + strlen(key) + 2 * vlen + 6, 1);
+	p = out + len;
+	p += sprintf(p, "%s%s='", len > 0 ? " " : "", key);
+	for (size_t i = 0; i < vlen; i++) {
+		if (value[i] == '\'' || value[i] == '\\')
+			*p++ = '\\';
+		*p++ = value[i];
+	}
+	strcpy(p, "'");
+	return out;
+}
+
+char *
+db_dsn_display(const char *dsn, bool *has_secret_r)
+{
+	PQconninfoOption *opts, *o;
+	char *errmsg = NULL, *out = NULL, *inner;
+	bool secret = false, inner_secret;
+
+	if (has_secret_r != NULL)
+		*has_secret_r = false;
+	if (!db_dsn_is_conninfo(dsn))
+		return xstrdup(dsn);
+	if ((opts = PQconninfoParse(dsn, &errmsg)) == NULL) {
+		PQfreemem(errmsg);
+		return NULL;
+	}
+	for (o = opts; o->keyword != NULL; o++) {
+		if (o->val == NULL || o->val[0] == '\0')
+			continue;
+		if (o->dispchar != NULL && o->dispchar[0] == '*') {
+			secret = true;
+			out = db_dsn_append(out, o->keyword, DB_MASK);
+		} else if (strcmp(o->keyword, "dbname") == 0 && db_dsn_is_conninfo(o->val)) {
+			inner = db_dsn_display(o->val, &inner_secret);
+			secret |= inner_secret;
+			out = db_dsn_append(out, o->keyword, inner != NULL ? inner : DB_MASK);
+			free(inner);
+		} else {
+			out = db_dsn_append(out, o->keyword, o->val);
+		}
+	}
+	PQconninfoFree(opts);
+	if (has_secret_r != NULL)
+		*has_secret_r = secret;
+	if (!secret) {          /* nothing to hide: show it as written */
+		free(out);
+		return xstrdup(dsn);
+	}
+	return out;
 }

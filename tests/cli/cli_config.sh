@@ -18,8 +18,15 @@ got=$(printf '%s' "$OUT" | /usr/bin/python3 -c 'import json,sys; d=json.load(sys
 assert_eq "$got" "8025 required 100" "JSON has the effective settings"
 
 printf 'database = { dsn = "host=/x user=a password=s3cret dbname=a"; };\n' > "$TMP/pw.conf"
+chmod 644 "$TMP/pw.conf"
 run_bin config check "$TMP/pw.conf"
-assert_rc 0 "a DSN with a password"
+assert_rc 78 "a DSN password in a file others can read is refused"
+assert_err_contains "readable by group or others" "and says why"
+assert_err_lacks() { case "$ERR" in *"$1"*) not_ok "$2";; *) ok "$2";; esac; }
+assert_err_lacks "s3cret" "without showing the password"
+chmod 600 "$TMP/pw.conf"
+run_bin config check "$TMP/pw.conf"
+assert_rc 0 "a DSN with a password in a private file"
 assert_out_lacks "s3cret" "the password is masked"
 run_bin --json config check "$TMP/pw.conf"
 assert_out_lacks "s3cret" "masked in JSON too"

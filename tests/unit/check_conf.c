@@ -31,6 +31,8 @@ tmpconf_write(struct tmpconf *t, const char *text)
 	ck_assert_ptr_nonnull(fp = fopen(t->path, "w"));
 	fputs(text, fp);
 	ck_assert_int_eq(fclose(fp), 0);
+	/* private, as a file holding a DSN password must be */
+	ck_assert_int_eq(chmod(t->path, 0600), 0);
 }
 
 static void
@@ -736,7 +738,7 @@ START_TEST(test_dump_json)
 	root = json_loads(text, 0, &jerr);
 	ck_assert_msg(root != NULL, "bad JSON: %s in %s", jerr.text, text);
 	ck_assert(json_is_object(root));
-	ck_assert_int_eq(json_object_size(root), 8);
+	ck_assert_int_eq(json_object_size(root), 9);
 	ck_assert_ptr_nonnull(smtp = json_object_get(root, "smtp"));
 	ck_assert_int_eq(json_integer_value(json_object_get(smtp, "port")), 587);
 	ck_assert_str_eq(json_string_value(json_object_get(smtp, "starttls")),
@@ -758,24 +760,19 @@ END_TEST
 
 static const struct mask_case {
 	const char *dsn;        /* as written in the file (libconfig escapes) */
-	const char *shown;      /* as dumped (libconfig escapes) */
+	const char *shown;      /* as dumped; NULL: rebuilt with the secret masked */
 } mask_cases[] = {
-	{ "host=db password=s3cret dbname=news",
-	  "host=db password=******** dbname=news" },
-	{ "password=s3cret",
-	  "password=********" },
-	{ "host=db password = 's3 cr\\\\'et' dbname=news",
-	  "host=db password = ******** dbname=news" },
-	{ "host=db dbname=news",
-	  "host=db dbname=news" },
-	{ "postgresql://assent:s3cret@db.example.net:5432/news",
-	  "postgresql://assent:********@db.example.net:5432/news" },
-	{ "postgres://assent@db/news?sslmode=require&password=s3cret",
-	  "postgres://assent@db/news?sslmode=require&password=********" },
-	{ "postgresql://db/news",
-	  "postgresql://db/news" },
-	{ "host=db 'password=s3cret'",
-	  "host=db ********" },
+	{ "host=db password=s3cret dbname=news", NULL },
+	{ "password=s3cret", NULL },
+	{ "host=db password = 's3 cr\\\\'et' dbname=news", NULL },
+	{ "host=db sslpassword=s3cret dbname=news", NULL },
+	{ "postgresql://assent:s3cret@db.example.net:5432/news", NULL },
+	{ "postgres://assent@db/news?sslmode=require&password=s3cret", NULL },
+	{ "dbname='host=db password=s3cret'", NULL },
+	{ "dbname=postgresql://u:s3cret@db/news", NULL },
+	{ "host=db dbname=news", "host=db dbname=news" },
+	{ "postgresql://db/news", "postgresql://db/news" },
+	{ "news", "news" },
 };
 
 START_TEST(test_dsn_masked)
@@ -787,7 +784,10 @@ START_TEST(test_dsn_masked)
 	snprintf(text, sizeof(text), "database = { dsn = \"%s\"; };\n", mc->dsn);
 	expect_ok(text, &conf);
 	dump = dump_to_string(conf, 0);
-	snprintf(want, sizeof(want), "\tdsn = \"%s\";\n", mc->shown);
+	if (mc->shown != NULL)
+		snprintf(want, sizeof(want), "\tdsn = \"%s\";\n", mc->shown);
+	else
+		snprintf(want, sizeof(want), "********");
 	ck_assert_msg(strstr(dump, want) != NULL, "want %s in %s", want, dump);
 	ck_assert_ptr_null(strstr(dump, "s3"));
 	json = dump_to_string(conf, 1);
@@ -798,6 +798,31 @@ START_TEST(test_dsn_masked)
 	free(dump);
 	free(json);
 	conf_free(conf);
+}
+END_TEST
+
+/* A DSN libpq would refuse, and a password in a file others can read. */
+START_TEST(test_dsn_refusals)
+{
+	struct assent_err err;
+	struct assent_conf *conf = NULL;
+	struct tmpconf t;
+
+	tmpconf_write(&t, "database = { dsn = \"host=db 'password=s3cret'\"; };\n");
+	ck_assert_int_eq(conf_load(t.path, &conf, &err), -1);
+	ck_assert_ptr_nonnull(strstr(err.msg, "not a connection string libpq understands"));
+	ck_assert_ptr_null(strstr(err.msg, "s3"));
+	tmpconf_remove(&t);
+	tmpconf_write(&t, "database = { dsn = \"host=db password=s3cret\"; };\n");
+	ck_assert_int_eq(chmod(t.path, 0644), 0);
+	ck_assert_int_eq(conf_load(t.path, &conf, &err), -1);
+	ck_assert_int_eq(err.code, EX_CONFIG);
+	ck_assert_ptr_nonnull(strstr(err.msg, "readable by group or others"));
+	ck_assert_ptr_nonnull(strstr(err.msg, ":1:"));
+	ck_assert_int_eq(chmod(t.path, 0600), 0);
+	ck_assert_int_eq(conf_load(t.path, &conf, &err), 0);
+	conf_free(conf);
+	tmpconf_remove(&t);
 }
 END_TEST
 
@@ -857,6 +882,7 @@ conf_suite(void)
 	tcase_add_test(tc, test_dump_round_trip);
 	tcase_add_test(tc, test_dump_json);
 	tcase_add_loop_test(tc, test_dsn_masked, 0, N(mask_cases));
+	tcase_add_test(tc, test_dsn_refusals);
 	suite_add_tcase(s, tc);
 	return s;
 }

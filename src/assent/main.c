@@ -20,6 +20,10 @@ static const struct {
 	{ "db",     "apply and inspect schema migrations", cmd_db },
 	{ "list",   "create, list, show and remove lists", cmd_list },
 	{ "sub",    "add, confirm and show subscribers", cmd_sub },
+	{ "suppress", "the global suppression list: add, rm, ls, check, import, export",
+	  cmd_suppress },
+	{ "keys",   "generate and rotate the token signing keys", cmd_keys },
+	{ "token",  "make and check signed tokens", cmd_token },
 	{ "config", "check a configuration file", cmd_config },
 };
 #define CLI_NGROUPS (sizeof(cli_groups) / sizeof(cli_groups[0]))
@@ -30,7 +34,7 @@ cli_main_usage(FILE *out)
 	fprintf(out, "usage: assent [-c FILE] [--json] COMMAND [ARGS]\n"
 	    "       assent --help | --version | COMMAND --help\n\ncommands:\n");
 	for (size_t i = 0; i < CLI_NGROUPS; i++)
-		fprintf(out, "  %-8s %s\n", cli_groups[i].name, cli_groups[i].help);
+		fprintf(out, "  %-9s %s\n", cli_groups[i].name, cli_groups[i].help);
 	fprintf(out, "\nThe configuration is read from -c FILE, else $ASSENT_CONFIG, "
 	    "else %s.\nExit codes follow sysexits.h: see assent(1).\n",
 	    CONF_DEFAULT_PATH);

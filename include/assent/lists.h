@@ -27,7 +27,8 @@ int lists_lookup(PGconn *conn, const char *name, char id_r[24],
     bool *double_optin_r, struct assent_err *err);
 
 /* One list as an object: name, description, double_optin, created_at,
- * and counts: pending, confirmed, unsubscribed. */
+ * and counts: pending, confirmed, unsubscribed, and expired (confirmed
+ * but on implied consent that has lapsed: no longer sendable). */
 int lists_show(PGconn *conn, const char *name, json_t **list_r, struct assent_err *err);
 
 /* Every live list, ordered by name, each as lists_show() gives it. */

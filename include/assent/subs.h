@@ -13,6 +13,7 @@
 #include <libpq-fe.h>
 #include "assent/err.h"
 #include "assent/ledger.h"
+#include "assent/suppress.h"
 
 struct subs_request {
 	const char *email;                /* as typed; normalised by addr */
@@ -20,14 +21,26 @@ struct subs_request {
 	const char *name;                 /* may be NULL */
 	const char *channel;              /* "cli", "web", ... */
 	bool resubscribe;                 /* allow a new subscription after an unsubscribe */
+	/* the consent basis of a new subscription: "express" (NULL means
+	 * express) lasts until withdrawn; "implied" needs basis_expires_at,
+	 * a time in the future (timestamptz text) when it lapses */
+	const char *basis;
+	const char *basis_expires_at;
+	/* the gate's pepper, to find an address that was erased (NULL when
+	 * the keys file is not at hand: then a subscribe is refused only
+	 * while the suppression list holds erased addresses at all) */
+	const struct suppress_ctx *suppress;
 	const struct ledger_evidence *evidence;
 };
 
 /* Subscribe: "confirmed" on a single-opt-in list, "pending" on a
  * double-opt-in list; the status is written to status_r (char[16]).
  * Refused with EX_DATAERR: an invalid address, an unknown list, an
- * existing pending or confirmed subscription, and a subscription that
- * was ended (unsubscribed) unless resubscribe is set. */
+ * existing pending or confirmed subscription, a subscription that was
+ * ended (unsubscribed) unless resubscribe is set, an unknown consent
+ * text version, a basis that is not express or implied with an expiry
+ * in the future, and an address that was erased (rights_erase()) unless
+ * resubscribe is set: the operator brings fresh evidence of consent. */
 int subs_add(PGconn *conn, const struct subs_request *req, char status_r[16],
     struct assent_err *err);
 

@@ -68,6 +68,14 @@ int cli_conf(struct cli *cli);
  * any_schema). On failure prints and returns the exit code. */
 int cli_db(struct cli *cli, bool any_schema);
 
+/* The gate's context: the pepper from the keys file (tokens.keys_file)
+ * and the suppression options. The caller keys_free()s *keys_r. On
+ * failure prints and returns the exit code (66 with a hint to run
+ * "assent keys generate" when the file is missing). */
+struct keys;
+struct suppress_ctx;
+int cli_suppress_ctx(struct cli *cli, struct keys **keys_r, struct suppress_ctx *ctx);
+
 /* Print "assent: MSG" to stderr and return err->code. */
 int cli_fail(const struct assent_err *err);
 
@@ -100,6 +108,15 @@ void out_fields(const json_t *obj, const struct out_col *cols);
  * "-", control characters escaped). Returns a new string. */
 char *out_cell(const json_t *value);
 
+/* The data subject's rights, cmd_rights.c: "sub" commands (their usage
+ * lines are in cmd_sub.c's table). */
+int sub_export(struct cli *cli, int argc, char **argv);
+int sub_rectify(struct cli *cli, int argc, char **argv);
+int sub_unsubscribe(struct cli *cli, int argc, char **argv);
+int sub_erase(struct cli *cli, int argc, char **argv);
+/* cmd_sub.c's table, for cmd_rights.c's cli_parse() calls */
+const struct cli_cmd *sub_command(const char *name);
+
 /* The command groups */
 int cmd_db(struct cli *cli, int argc, char **argv);
 int cmd_list(struct cli *cli, int argc, char **argv);
@@ -108,5 +125,7 @@ int cmd_config(struct cli *cli, int argc, char **argv);
 int cmd_suppress(struct cli *cli, int argc, char **argv);
 int cmd_keys(struct cli *cli, int argc, char **argv);
 int cmd_token(struct cli *cli, int argc, char **argv);
+int cmd_ledger(struct cli *cli, int argc, char **argv);
+int cmd_consent(struct cli *cli, int argc, char **argv);
 
 #endif

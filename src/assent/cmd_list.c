@@ -22,7 +22,8 @@ static const struct cli_cmd list_cmds[] = {
 static const struct out_col list_cols[] = {
 	{ "name", "NAME" }, { "double_optin", "DOUBLE-OPTIN" },
 	{ "pending", "PENDING" }, { "confirmed", "CONFIRMED" },
-	{ "unsubscribed", "UNSUBSCRIBED" }, { "description", "DESCRIPTION" },
+	{ "unsubscribed", "UNSUBSCRIBED" }, { "expired", "EXPIRED" },
+	{ "description", "DESCRIPTION" },
 	{ NULL, NULL },
 };
 
@@ -30,7 +31,8 @@ static const struct out_col list_fields[] = {
 	{ "name", "name" }, { "description", "description" },
 	{ "double_optin", "double opt-in" }, { "created_at", "created" },
 	{ "pending", "pending" }, { "confirmed", "confirmed" },
-	{ "unsubscribed", "unsubscribed" }, { NULL, NULL },
+	{ "unsubscribed", "unsubscribed" },
+	{ "expired", "expired" }, { NULL, NULL },
 };
 
 static int

@@ -1,7 +1,10 @@
 /* assent sub: add, confirm, show */
 #include <stdio.h>
+#include <unistd.h>
+#include <string.h>
 
 #include "assent/addr.h"
+#include "assent/keys.h"
 #include "assent/subs.h"
 #include "cli.h"
 
@@ -11,7 +14,8 @@ static int sub_show(struct cli *, int, char **);
 
 static const struct cli_cmd sub_cmds[] = {
 	{ "add", "EMAIL --list NAME --source TEXT [--name TEXT] [--ip ADDR] "
-	  "[--user-agent TEXT] [--consent-text VERSION] [--resubscribe]",
+	  "[--user-agent TEXT] [--consent-text VERSION] [--basis express|implied "
+	  "--expires TIME] [--resubscribe]",
 	  "subscribe EMAIL: confirmed on a single-opt-in list, pending on a "
 	  "double-opt-in list", 1, 1, sub_add },
 	{ "confirm", "EMAIL --list NAME --source TEXT [--ip ADDR] [--user-agent TEXT]",
@@ -19,12 +23,22 @@ static const struct cli_cmd sub_cmds[] = {
 	  sub_confirm },
 	{ "show", "EMAIL", "profile, subscriptions and full consent history",
 	  1, 1, sub_show },
+	{ "export", "EMAIL [--out FILE]", "everything held about the person, as one "
+	  "JSON document (access, GDPR Art. 15 and 20)", 1, 1, sub_export },
+	{ "rectify", "EMAIL [--name TEXT] [--attr KEY=VALUE]... [--email NEW] --reason TEXT",
+	  "correct the person's data, recording the change (Art. 16)", 1, 1, sub_rectify },
+	{ "unsubscribe", "EMAIL (--list NAME | --all) --source TEXT",
+	  "record a withdrawal; --all also suppresses the address (Art. 21)", 1, 1,
+	  sub_unsubscribe },
+	{ "erase", "EMAIL --reason TEXT", "remove the person's data, keeping a keyed-hash "
+	  "suppression entry (Art. 17)", 1, 1, sub_erase },
 	{ NULL, NULL, NULL, 0, 0, NULL },
 };
 
 /* The options add and confirm share. */
 struct sub_opts {
 	const char *list, *source, *name, *ip, *user_agent, *consent_text;
+	const char *basis, *expires;
 	bool resubscribe;
 };
 
@@ -38,6 +52,7 @@ sub_parse(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv,
 		{ "user-agent", &o->user_agent, NULL },
 		{ "consent-text", &o->consent_text, NULL },
 		{ "resubscribe", NULL, &o->resubscribe },
+		{ "basis", &o->basis, NULL }, { "expires", &o->expires, NULL },
 		{ NULL, NULL, NULL },
 	};
 	int rc, n;
@@ -45,7 +60,7 @@ sub_parse(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv,
 	if ((rc = cli_parse(cli, cmd, "sub", argc, argv, opts, email_r, &n)) != 0)
 		return rc;
 	if (cmd->run == sub_confirm && (o->name != NULL || o->consent_text != NULL ||
-	    o->resubscribe))
+	    o->resubscribe || o->basis != NULL || o->expires != NULL))
 		return cli_usage_error("sub confirm takes --list, --source, --ip and "
 		    "--user-agent only");
 	if (o->list == NULL)
@@ -69,7 +84,10 @@ sub_request(struct cli *cli, const struct sub_opts *o, const char *email,
 	req->name = o->name;
 	req->channel = "cli";
 	req->resubscribe = o->resubscribe;
+	req->basis = o->basis;
+	req->basis_expires_at = o->expires;
 	req->evidence = ev;
+	req->suppress = NULL;
 }
 
 static void
@@ -96,6 +114,8 @@ static int
 sub_add(struct cli *cli, int argc, char **argv)
 {
 	struct sub_opts o = { 0 };
+	struct keys *keys = NULL;
+	struct suppress_ctx ctx;
 	struct ledger_evidence ev;
 	struct subs_request req;
 	struct assent_err err;
@@ -107,7 +127,16 @@ sub_add(struct cli *cli, int argc, char **argv)
 	if ((rc = cli_db(cli, false)) != 0)
 		return rc;
 	sub_request(cli, &o, email, &ev, &req);
-	if (subs_add(cli->conn, &req, status, &err) == -1)
+	/* With the keys file, an erased address is recognised by its hash;
+	 * without it, subs_add() refuses while any erasure is on record. */
+	if (access(cli->conf->tokens_keys_file, F_OK) == 0) {
+		if ((rc = cli_suppress_ctx(cli, &keys, &ctx)) != 0)
+			return rc;
+		req.suppress = &ctx;
+	}
+	rc = subs_add(cli->conn, &req, status, &err);
+	keys_free(keys);
+	if (rc == -1)
 		return cli_fail(&err);
 	sub_print_change(cli, email, o.list, status,
 	    status[0] == 'p' ? "pending confirmation on" : "subscribed to");
@@ -143,7 +172,8 @@ static const struct out_col sub_fields[] = {
 };
 static const struct out_col sub_subscription_cols[] = {
 	{ "list", "LIST" }, { "status", "STATUS" }, { "since", "SINCE" },
-	{ "list_removed", "LIST REMOVED" }, { NULL, NULL },
+	{ "basis", "BASIS" }, { "basis_expires_at", "EXPIRES" },
+	{ "expired", "EXPIRED" }, { "list_removed", "LIST REMOVED" }, { NULL, NULL },
 };
 static const struct out_col sub_history_cols[] = {
 	{ "at", "AT (UTC)" }, { "list", "LIST" }, { "action", "ACTION" },
@@ -178,6 +208,15 @@ sub_show(struct cli *cli, int argc, char **argv)
 	}
 	json_decref(profile);
 	return 0;
+}
+
+const struct cli_cmd *
+sub_command(const char *name)
+{
+	for (const struct cli_cmd *c = sub_cmds; c->name != NULL; c++)
+		if (strcmp(c->name, name) == 0)
+			return c;
+	return NULL;
 }
 
 int

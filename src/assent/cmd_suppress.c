@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "assent/keys.h"
+#include "assent/rights.h"
 #include "assent/suppress.h"
 #include "assent/text.h"
 #include "assent/xmalloc.h"
@@ -42,25 +43,6 @@ static const struct cli_cmd suppress_cmds[] = {
 	  0, 0, suppress_cmd_export },
 	{ NULL, NULL, NULL, 0, 0, NULL },
 };
-
-/* The pepper from the keys file, and the gate's options. The caller
- * keys_free()s *keys_r. */
-static int
-suppress_cli_ctx(struct cli *cli, struct keys **keys_r, struct suppress_ctx *ctx)
-{
-	struct assent_err err;
-	int rc;
-
-	*keys_r = NULL;
-	if ((rc = cli_conf(cli)) != 0)
-		return rc;
-	if (keys_load(cli->conf->tokens_keys_file, keys_r, &err) == -1)
-		return cli_fail(&err);
-	memset(ctx, 0, sizeof(*ctx));
-	ctx->pepper = keys_pepper(*keys_r, &ctx->pepper_len);
-	ctx->gmail_mailbox_key = cli->conf->suppress_gmail_mailbox_key;
-	return 0;
-}
 
 /* The entry as people read it: "address foo@example.com", "domain @x.org". */
 static void
@@ -123,7 +105,7 @@ suppress_cmd_add(struct cli *cli, int argc, char **argv)
 	if (strcmp(n.reason, "erasure") == 0)
 		hashed = true;
 	if (hashed && args[0][0] != '@') {
-		if ((rc = suppress_cli_ctx(cli, &keys, &ctx)) != 0)
+		if ((rc = cli_suppress_ctx(cli, &keys, &ctx)) != 0)
 			return rc;
 		ctxp = &ctx;
 	}
@@ -169,7 +151,8 @@ suppress_cmd_rm(struct cli *cli, int argc, char **argv)
 		{ NULL, NULL, NULL },
 	};
 	long long id = 0, removed;
-	char *args[1];
+	struct rights_actor who;
+	char *args[1], host[256], subject[40];
 	int rc, nargs;
 
 	if ((rc = cli_parse(cli, &suppress_cmds[1], "suppress", argc, argv, opts,
@@ -184,7 +167,7 @@ suppress_cmd_rm(struct cli *cli, int argc, char **argv)
 	if (idtext != NULL && (rc = suppress_cli_parse_id(idtext, "--id", &id)) != 0)
 		return rc;
 	if (nargs == 1 && hashed && args[0][0] != '@') {
-		if ((rc = suppress_cli_ctx(cli, &keys, &ctx)) != 0)
+		if ((rc = cli_suppress_ctx(cli, &keys, &ctx)) != 0)
 			return rc;
 		ctxp = &ctx;
 	}
@@ -200,6 +183,13 @@ suppress_cmd_rm(struct cli *cli, int argc, char **argv)
 		return rc;
 	if (suppress_remove(cli->conn, tp, id, &r, &removed, &err) == -1)
 		return cli_fail(&err);
+	/* The removal is an action on personal data: audit it (rights.h). */
+	rights_actor_local(&who, cli->operator_name, host, sizeof(host));
+	snprintf(subject, sizeof(subject), "suppression %lld", removed);
+	if (rights_audit(cli->conn, &who, "suppress-remove", subject, NULL, &err) == -1) {
+		err_prefix(&err, "removed entry %lld, but", removed);
+		return cli_fail(&err);
+	}
 	if (cli->json) {
 		json_t *o = json_pack("{s:I}", "removed", (json_int_t)removed);
 		out_json(o);
@@ -315,7 +305,7 @@ suppress_cmd_check(struct cli *cli, int argc, char **argv)
 		return rc < 0 ? 0 : rc;
 	if (addr_parse(args[0], &addr, &err) == -1)
 		return cli_fail(&err);
-	if ((rc = suppress_cli_ctx(cli, &keys, &ctx)) != 0)
+	if ((rc = cli_suppress_ctx(cli, &keys, &ctx)) != 0)
 		return rc;
 	key = addr.key;
 	if ((rc = cli_db(cli, false)) == 0) {
@@ -417,7 +407,7 @@ suppress_cmd_import(struct cli *cli, int argc, char **argv)
 		    NULL) == 0 ? source : "import";
 	}
 	n.added_by = cli->operator_name;
-	if (im.hash_addresses && (rc = suppress_cli_ctx(cli, &keys, &ctx)) != 0) {
+	if (im.hash_addresses && (rc = cli_suppress_ctx(cli, &keys, &ctx)) != 0) {
 		free(source);
 		return rc;
 	}
@@ -454,7 +444,7 @@ suppress_cmd_export(struct cli *cli, int argc, char **argv)
 	if ((rc = cli_parse(cli, &suppress_cmds[5], "suppress", argc, argv, opts,
 	    args, &nargs)) != 0)
 		return rc < 0 ? 0 : rc;
-	if (hashed && (rc = suppress_cli_ctx(cli, &keys, &ctx)) != 0)
+	if (hashed && (rc = cli_suppress_ctx(cli, &keys, &ctx)) != 0)
 		return rc;
 	if ((rc = cli_db(cli, false)) == 0 &&
 	    suppress_export(cli->conn, stdout, hashed ? &ctx : NULL, hashed, NULL,

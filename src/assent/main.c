@@ -8,8 +8,10 @@
 #include <unistd.h>
 
 #include "assent/db.h"
+#include "assent/keys.h"
 #include "assent/log.h"
 #include "assent/migrate.h"
+#include "assent/suppress.h"
 #include "cli.h"
 
 static const struct {
@@ -22,6 +24,9 @@ static const struct {
 	{ "sub",    "add, confirm and show subscribers", cmd_sub },
 	{ "suppress", "the global suppression list: add, rm, ls, check, import, export",
 	  cmd_suppress },
+	{ "ledger", "verify the consent ledger's chain", cmd_ledger },
+	{ "consent-text", "add, list and show the consent wordings shown to subscribers",
+	  cmd_consent },
 	{ "keys",   "generate and rotate the token signing keys", cmd_keys },
 	{ "token",  "make and check signed tokens", cmd_token },
 	{ "config", "check a configuration file", cmd_config },
@@ -34,7 +39,7 @@ cli_main_usage(FILE *out)
 	fprintf(out, "usage: assent [-c FILE] [--json] COMMAND [ARGS]\n"
 	    "       assent --help | --version | COMMAND --help\n\ncommands:\n");
 	for (size_t i = 0; i < CLI_NGROUPS; i++)
-		fprintf(out, "  %-9s %s\n", cli_groups[i].name, cli_groups[i].help);
+		fprintf(out, "  %-13s %s\n", cli_groups[i].name, cli_groups[i].help);
 	fprintf(out, "\nThe configuration is read from -c FILE, else $ASSENT_CONFIG, "
 	    "else %s.\nExit codes follow sysexits.h: see assent(1).\n",
 	    CONF_DEFAULT_PATH);
@@ -86,6 +91,23 @@ cli_db(struct cli *cli, bool any_schema)
 		return cli_fail(&err);
 	if (!any_schema && migrate_require_current(cli->conn, &err) == -1)
 		return cli_fail(&err);
+	return 0;
+}
+
+int
+cli_suppress_ctx(struct cli *cli, struct keys **keys_r, struct suppress_ctx *ctx)
+{
+	struct assent_err err;
+	int rc;
+
+	*keys_r = NULL;
+	if ((rc = cli_conf(cli)) != 0)
+		return rc;
+	if (keys_load(cli->conf->tokens_keys_file, keys_r, &err) == -1)
+		return cli_fail(&err);
+	memset(ctx, 0, sizeof(*ctx));
+	ctx->pepper = keys_pepper(*keys_r, &ctx->pepper_len);
+	ctx->gmail_mailbox_key = cli->conf->suppress_gmail_mailbox_key;
 	return 0;
 }
 

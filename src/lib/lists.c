@@ -13,7 +13,9 @@
 	" to_char(l.created_at, 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS created_at," \
 	" count(*) FILTER (WHERE s.status = 'pending') AS pending," \
 	" count(*) FILTER (WHERE s.status = 'confirmed') AS confirmed," \
-	" count(*) FILTER (WHERE s.status = 'unsubscribed') AS unsubscribed" \
+	" count(*) FILTER (WHERE s.status = 'unsubscribed') AS unsubscribed," \
+	" count(*) FILTER (WHERE s.status = 'confirmed'" \
+	"  AND s.basis_expires_at <= now()) AS expired" \
 	" FROM lists l LEFT JOIN subscriptions s ON s.list_id = l.id" \
 	" WHERE l.removed_at IS NULL"
 #define LISTS_GROUP " GROUP BY l.id"

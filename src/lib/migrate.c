@@ -176,7 +176,8 @@ migrate_apply_one(PGconn *conn, const struct migration *m, struct assent_err *er
 		goto fail;
 	res = PQexec(conn, sql);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK &&
-	    PQresultStatus(res) != PGRES_TUPLES_OK) {
+	    PQresultStatus(res) != PGRES_TUPLES_OK &&
+	    PQresultStatus(res) != PGRES_EMPTY_QUERY) {     /* comments only */
 		err_set(err, EX_SOFTWARE, "migration %s failed: %.*s", m->name,
 		    (int)strcspn(PQresultErrorMessage(res), "\n"),
 		    PQresultErrorMessage(res));

@@ -4,8 +4,10 @@
 #include <string.h>
 
 #include "assent/addr.h"
+#include "assent/consent.h"
 #include "assent/db.h"
 #include "assent/lists.h"
+#include "assent/rights.h"
 #include "assent/subs.h"
 #include "assent/text.h"
 
@@ -18,6 +20,68 @@ struct subs_target {
 	char status[16];                  /* "" when there is no subscription */
 	char since[32];
 };
+
+/* Express needs no expiry; implied needs one, in the future. */
+static int
+subs_check_basis(PGconn *conn, const struct subs_request *req, struct assent_err *err)
+{
+	const char *params[] = { req->basis_expires_at };
+	const char *basis = req->basis != NULL ? req->basis : "express";
+	PGresult *res;
+	int future;
+
+	if (strcmp(basis, "express") == 0) {
+		if (req->basis_expires_at != NULL)
+			return err_set(err, EX_DATAERR, "express consent does not expire: "
+			    "an expiry goes with --basis implied");
+		return 0;
+	}
+	if (strcmp(basis, "implied") != 0)
+		return err_set(err, EX_DATAERR, "unknown consent basis \"%.32s\" "
+		    "(express or implied)", basis);
+	if (req->basis_expires_at == NULL)
+		return err_set(err, EX_DATAERR, "implied consent needs an expiry "
+		    "(--expires DATE)");
+	if (db_exec(conn, &res, err, "SELECT $1::timestamptz > now()", 1, params) == -1)
+		return err_prefix(err, "expiry \"%.40s\"", req->basis_expires_at);
+	future = PQgetvalue(res, 0, 0)[0] == 't';
+	PQclear(res);
+	if (!future)
+		return err_set(err, EX_DATAERR, "the expiry of implied consent "
+		    "(%.40s) has passed already", req->basis_expires_at);
+	return 0;
+}
+
+/* An erased address comes back only with fresh evidence (resubscribe). */
+static int
+subs_check_erased(PGconn *conn, const struct subs_request *req,
+    const struct addr *addr, struct assent_err *err)
+{
+	PGresult *res;
+	bool erased = false;
+
+	if (req->resubscribe)
+		return 0;
+	if (req->suppress == NULL) {
+		if (db_exec(conn, &res, err, "SELECT EXISTS (SELECT 1 FROM suppressions"
+		    " WHERE reason = 'erasure' AND removed_at IS NULL)", 0, NULL) == -1)
+			return -1;
+		erased = PQgetvalue(res, 0, 0)[0] == 't';
+		PQclear(res);
+		if (erased)
+			return err_set(err, EX_CONFIG, "the suppression list holds erased "
+			    "addresses: checking this one needs the keys file "
+			    "(tokens.keys_file)");
+		return 0;
+	}
+	if (rights_is_erased(conn, req->suppress, addr->key, &erased, err) == -1)
+		return -1;
+	if (erased)
+		return err_set(err, EX_DATAERR, "%s was erased at the person's request; "
+		    "subscribing it again needs --resubscribe with evidence of fresh "
+		    "consent", addr->address);
+	return 0;
+}
 
 static int
 subs_check_request(const struct subs_request *req, struct addr *addr,
@@ -84,7 +148,11 @@ subs_begin(PGconn *conn, const struct subs_request *req, struct subs_target *t,
 {
 	if (subs_check_request(req, &t->addr, err) == -1 || db_begin(conn, err) == -1)
 		return -1;
-	if (lists_lookup(conn, req->list, t->list_id, &t->double_optin, err) == -1 ||
+	if ((create && subs_check_basis(conn, req, err) == -1) ||
+	    (create && subs_check_erased(conn, req, &t->addr, err) == -1) ||
+	    (req->evidence->consent_text_version != NULL && consent_text_require(conn,
+	    req->evidence->consent_text_version, err) == -1) ||
+	    lists_lookup(conn, req->list, t->list_id, &t->double_optin, err) == -1 ||
 	    subs_lock_subscriber(conn, req, t, create, err) == -1 ||
 	    subs_read_status(conn, t, err) == -1) {
 		db_rollback(conn);
@@ -93,24 +161,33 @@ subs_begin(PGconn *conn, const struct subs_request *req, struct subs_target *t,
 	return 0;
 }
 
-/* Write the new status and its ledger event, then commit. */
+/* Write the new status and its ledger event, then commit. A subscribe
+ * or resubscribe (basis given) also sets the subscription's basis; a
+ * confirmation keeps it. */
 static int
 subs_change(PGconn *conn, const struct subs_request *req, const struct subs_target *t,
-    const char *action, const char *status, struct assent_err *err)
+    const char *action, const char *status, bool set_basis, struct assent_err *err)
 {
-	const char *params[] = { t->subscriber_id, t->list_id, status };
+	const char *basis = set_basis ? (req->basis != NULL ? req->basis : "express") : NULL;
+	const char *expires = set_basis ? req->basis_expires_at : NULL;
+	const char *params[] = { t->subscriber_id, t->list_id, status, basis, expires };
 	struct ledger_event ev = {
 		.subscriber_id = t->subscriber_id, .list_id = t->list_id,
 		.action = action, .channel = req->channel,
 		.status_before = t->status[0] != '\0' ? t->status : NULL,
-		.status_after = status, .evidence = req->evidence,
+		.status_after = status, .basis = basis, .basis_expires_at = expires,
+		.evidence = req->evidence,
 	};
 
 	if (ledger_append(conn, &ev, err) == -1 ||
 	    db_exec(conn, NULL, err, "INSERT INTO subscriptions"
-	    " (subscriber_id, list_id, status) VALUES ($1, $2, $3)"
+	    " (subscriber_id, list_id, status, basis, basis_expires_at)"
+	    " VALUES ($1, $2, $3, coalesce($4, 'express'), $5::timestamptz)"
 	    " ON CONFLICT (subscriber_id, list_id) DO UPDATE"
-	    " SET status = EXCLUDED.status, updated_at = now()", 3, params) == -1 ||
+	    " SET status = EXCLUDED.status, updated_at = now(),"
+	    " basis = CASE WHEN $4 IS NULL THEN subscriptions.basis ELSE EXCLUDED.basis END,"
+	    " basis_expires_at = CASE WHEN $4 IS NULL THEN subscriptions.basis_expires_at"
+	    " ELSE EXCLUDED.basis_expires_at END", 5, params) == -1 ||
 	    db_commit(conn, err) == -1) {
 		db_rollback(conn);
 		return -1;
@@ -157,7 +234,7 @@ subs_add(PGconn *conn, const struct subs_request *req, char status_r[16],
 		action = "resubscribe";
 	}
 	status = t.double_optin ? "pending" : "confirmed";
-	if (subs_change(conn, req, &t, action, status, err) == -1)
+	if (subs_change(conn, req, &t, action, status, true, err) == -1)
 		return -1;
 	snprintf(status_r, 16, "%s", status);
 	return 0;
@@ -182,7 +259,7 @@ subs_confirm(PGconn *conn, const struct subs_request *req, bool *changed_r,
 		db_rollback(conn);
 		return 0;
 	}
-	if (subs_change(conn, req, &t, "confirm", "confirmed", err) == -1)
+	if (subs_change(conn, req, &t, "confirm", "confirmed", false, err) == -1)
 		return -1;
 	*changed_r = true;
 	return 0;
@@ -242,6 +319,9 @@ subs_show(PGconn *conn, const char *email, json_t **profile_r, struct assent_err
 		return -1;
 	if (subs_profile_rows(conn, "SELECT l.name AS list, s.status,"
 	    " to_char(s.updated_at, 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS since,"
+	    " s.basis, to_char(s.basis_expires_at, 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+	    " AS basis_expires_at,"
+	    " s.basis_expires_at IS NOT NULL AND s.basis_expires_at <= now() AS expired,"
 	    " l.removed_at IS NOT NULL AS list_removed"
 	    " FROM subscriptions s JOIN lists l ON l.id = s.list_id"
 	    " WHERE s.subscriber_id = $1 ORDER BY l.name", id, &subs, err) == -1 ||

@@ -30,6 +30,9 @@ assert_out_contains '"history"' "--json after the command gives JSON"
 # Double opt-in, evidence, confirmation.
 run_cli list create letters --double-optin --description "Monthly letters"
 assert_rc 0 "list create --double-optin"
+printf 'Yes, send me the monthly letters.\n' > "$CLI_TMP/v1.txt"
+run_cli consent-text add v1 "$CLI_TMP/v1.txt"
+assert_rc 0 "consent-text add"
 run_cli sub add b@Bücher.example --list letters --source "web form" --name "Bea" \
 	--ip 192.0.2.7 --user-agent "Mozilla/5.0" --consent-text v1
 assert_rc 0 "sub add with evidence"
@@ -75,13 +78,33 @@ run_cli --json list ls
 n=$(printf '%s' "$OUT" | /usr/bin/python3 -c 'import json,sys; print(sum(l["confirmed"]+l["pending"] for l in json.load(sys.stdin)))')
 assert_eq "$n" "2" "refused commands stored nothing"
 
+# Consent texts and the consent basis.
+run_cli consent-text add v1 "$CLI_TMP/v1.txt"
+assert_rc 65 "a consent text version is stored once"
+assert_err_contains "exists already" "and says so"
+run_cli consent-text ls
+assert_rc 0 "consent-text ls"
+assert_out_contains "v1" "lists the version"
+run_cli consent-text show v1
+assert_out_contains "Yes, send me the monthly letters." "show prints the exact wording"
+run_cli sub add d@example.org --list letters --source x --consent-text v2
+assert_rc 65 "an unknown consent text is refused"
+assert_err_contains 'unknown consent text "v2"' "and named"
+run_cli sub add e@example.org --list news --source "purchase 2026-11-20" --basis implied --expires 2028-11-20
+assert_rc 0 "implied consent with an expiry"
+run_cli --json sub show e@example.org
+got=$(printf '%s' "$OUT" | /usr/bin/python3 -c 'import json,sys; s=json.load(sys.stdin)["subscriptions"][0]; print(s["basis"], s["basis_expires_at"], s["expired"])')
+assert_eq "$got" "implied 2028-11-20T00:00:00Z False" "the basis and its expiry are kept"
+run_cli sub add f@example.org --list news --source x --basis implied
+assert_rc 65 "implied consent needs an expiry"
+
 # Removing a list.
 run_cli list rm news
 assert_rc 65 "list rm refuses while it has subscribers"
 assert_err_contains "--force" "and says how"
 run_cli list rm news --force
 assert_rc 0 "list rm --force"
-assert_out_contains "1 subscription ended" "and says what it ended"
+assert_out_contains "2 subscriptions ended" "and says what it ended"
 run_cli --json sub show a@example.org
 got=$(printf '%s' "$OUT" | /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["subscriptions"][0]["status"], d["history"][-1]["action"])')
 assert_eq "$got" "unsubscribed unsubscribe" "removal is in the ledger"

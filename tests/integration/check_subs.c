@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "assent/consent.h"
 #include "assent/db.h"
 #include "assent/lists.h"
 #include "assent/subs.h"
@@ -26,6 +27,8 @@ setup(void)
 	struct assent_err err;
 
 	testhelp_fixture_db();
+	ck_assert_int_eq(consent_text_add(conn, "v3", "Yes, send me news.", 18, NULL,
+	    "tester", NULL, &err), 0);
 	ck_assert_int_eq(lists_create(conn, "news", NULL, false, &err), 0);
 	ck_assert_int_eq(lists_create(conn, "letters", NULL, true, &err), 0);
 }

@@ -1,0 +1,625 @@
+/* Integration: the consent ledger's hash chain, its guards and ledger_verify() */
+#include <check.h>
+#include <glob.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "assent/db.h"
+#include "assent/ledger.h"
+#include "assent/lists.h"
+#include "assent/migrate.h"
+#include "assent/subs.h"
+#include "testhelp.h"
+
+#define conn testhelp_conn
+
+static const struct ledger_evidence web_ev = {
+	.source = "signup form", .ip = "192.0.2.7", .user_agent = "Mozilla/5.0",
+	.page = "/join",
+};
+static const struct ledger_evidence cli_ev = {
+	.source = "signup desk", .operator_name = "tester",
+};
+static const struct ledger_evidence import_ev = {
+	.source = "spring fair import", .operator_name = "tester",
+	.import_file = "fair.csv", .import_line = "12",
+	.import_sha256 = "0123456789abcdef0123456789abcdef"
+	    "0123456789abcdef0123456789abcdef",
+};
+
+static long
+count(const char *sql)
+{
+	return testhelp_query_long(conn, sql);
+}
+
+/* Run sql, which may hold several statements. */
+static void
+run_ok(const char *sql)
+{
+	PGresult *res = PQexec(conn, sql);
+
+	if (PQresultStatus(res) != PGRES_COMMAND_OK &&
+	    PQresultStatus(res) != PGRES_TUPLES_OK)
+		ck_abort_msg("%s: %s", sql, PQresultErrorMessage(res));
+	PQclear(res);
+}
+
+static void
+add(const char *email, const char *list, const struct ledger_evidence *ev,
+    bool resubscribe)
+{
+	struct subs_request req = {
+		.email = email, .list = list, .channel = ev == &web_ev ? "web" : "cli",
+		.resubscribe = resubscribe, .evidence = ev,
+	};
+	struct assent_err err;
+	char status[16];
+
+	if (subs_add(conn, &req, status, &err) == -1)
+		ck_abort_msg("add %s to %s: %s", email, list, err.msg);
+}
+
+static void
+confirm(const char *email, const char *list)
+{
+	struct subs_request req = {
+		.email = email, .list = list, .channel = "confirm-link",
+		.evidence = &web_ev,
+	};
+	struct assent_err err;
+	bool changed;
+
+	if (subs_confirm(conn, &req, &changed, &err) == -1)
+		ck_abort_msg("confirm %s on %s: %s", email, list, err.msg);
+}
+
+/* An unsubscribe as the rights module will write it: event and status
+ * in one transaction. */
+static void
+unsubscribe(const char *email, const char *list)
+{
+	char sql[2048];
+
+	snprintf(sql, sizeof(sql), "BEGIN;"
+	    " INSERT INTO ledger (subscriber_id, list_id, action, channel,"
+	    "  status_before, status_after, operator, source)"
+	    " SELECT s.subscriber_id, s.list_id, 'unsubscribe', 'cli', s.status,"
+	    "  'unsubscribed', 'tester', 'asked by phone'"
+	    " FROM subscriptions s JOIN subscribers p ON p.id = s.subscriber_id"
+	    " JOIN lists l ON l.id = s.list_id"
+	    " WHERE p.email = '%s' AND l.name = '%s' AND l.removed_at IS NULL;"
+	    " UPDATE subscriptions s SET status = 'unsubscribed' FROM subscribers p, lists l"
+	    " WHERE p.id = s.subscriber_id AND l.id = s.list_id"
+	    " AND p.email = '%s' AND l.name = '%s' AND l.removed_at IS NULL;"
+	    " COMMIT", email, list, email, list);
+	run_ok(sql);
+}
+
+/* A mixed history, several subscribers interleaved: subscribe (cli, web,
+ * with import evidence), confirm, unsubscribe, resubscribe, and a list
+ * removed with --force. c@ ends with a resubscribe. */
+static void
+setup(void)
+{
+	struct assent_err err;
+	long ended;
+
+	testhelp_fixture_db();
+	ck_assert_int_eq(lists_create(conn, "news", NULL, false, &err), 0);
+	ck_assert_int_eq(lists_create(conn, "letters", NULL, true, &err), 0);
+	ck_assert_int_eq(lists_create(conn, "spring", NULL, false, &err), 0);
+	add("a@example.org", "news", &cli_ev, false);
+	add("b@example.org", "letters", &web_ev, false);
+	add("a@example.org", "letters", &web_ev, false);
+	confirm("b@example.org", "letters");
+	add("c@example.org", "news", &import_ev, false);
+	confirm("a@example.org", "letters");
+	add("a@example.org", "spring", &cli_ev, false);
+	add("b@example.org", "spring", &import_ev, false);
+	ck_assert_int_eq(lists_remove(conn, "spring", true, &cli_ev, &ended, &err), 0);
+	ck_assert_int_eq(ended, 2);
+	add("d@example.org", "news", &web_ev, false);
+	unsubscribe("c@example.org", "news");
+	add("c@example.org", "news", &cli_ev, true);
+}
+
+static void
+verify(struct ledger_verify_result *r)
+{
+	struct assent_err err;
+
+	if (ledger_verify(conn, r, &err) == -1)
+		ck_abort_msg("ledger_verify: %s", err.msg);
+}
+
+static void
+assert_intact(void)
+{
+	struct ledger_verify_result r;
+
+	verify(&r);
+	ck_assert_msg(r.problems == 0, "event %lld: %s", r.event_id, r.what);
+	ck_assert_int_eq(r.events, count("SELECT count(*) FROM ledger"));
+	ck_assert_int_eq(r.subscribers,
+	    count("SELECT count(DISTINCT subscriber_id) FROM ledger"));
+	ck_assert_int_eq(strlen(r.head), 64);
+}
+
+START_TEST(test_mixed_history_is_intact)
+{
+	assert_intact();
+	/* seq runs 1..n per subscriber; at is the database clock */
+	ck_assert_int_eq(count("SELECT count(*) FROM (SELECT subscriber_id"
+	    " FROM ledger GROUP BY subscriber_id"
+	    " HAVING max(seq) <> count(*) OR min(seq) <> 1) x"), 0);
+	ck_assert_int_eq(count("SELECT count(*) FROM ledger WHERE subscriber_id ="
+	    " (SELECT id FROM subscribers WHERE email = 'a@example.org')"), 5);
+	ck_assert_int_eq(count("SELECT count(*) FROM ledger WHERE import_file = 'fair.csv'"
+	    " AND import_line = 12 AND import_sha256 LIKE '0123%'"), 2);
+	ck_assert_int_eq(count("SELECT count(*) FROM ledger WHERE salt IS NULL"
+	    " OR octet_length(chain_sha256) <> 32"), 0);
+}
+END_TEST
+
+START_TEST(test_head_changes_only_with_the_ledger)
+{
+	struct ledger_verify_result r1, r2, r3;
+
+	verify(&r1);
+	verify(&r2);
+	ck_assert_str_eq(r1.head, r2.head);
+	add("e@example.org", "news", &cli_ev, false);
+	verify(&r3);
+	ck_assert_int_eq(r3.problems, 0);
+	ck_assert_str_ne(r1.head, r3.head);
+}
+END_TEST
+
+/* The trigger computes seq, at, salt and digests whatever an INSERT says. */
+START_TEST(test_insert_cannot_choose_computed_columns)
+{
+	run_ok("INSERT INTO ledger (subscriber_id, action, channel, operator, source,"
+	    " seq, at, salt, personal_sha256, content_sha256, chain_sha256, erased_at)"
+	    " SELECT id, 'rectify', 'cli', 'tester', 'typo fixed', 99, '2001-01-01',"
+	    " '\\x00', '\\x00', '\\x00', '\\x00', now()"
+	    " FROM subscribers WHERE email = 'a@example.org'");
+	ck_assert_int_eq(count("SELECT count(*) FROM ledger WHERE source = 'typo fixed'"
+	    " AND seq = 6 AND at > now() - interval '1 minute' AND erased_at IS NULL"
+	    " AND octet_length(salt) = 16"), 1);
+	assert_intact();
+}
+END_TEST
+
+#define RACERS 2
+#define RACE_APPENDS 15
+
+/* Two processes append for one subscriber at once: every event chains,
+ * none shares a seq. */
+START_TEST(test_concurrent_appends_chain)
+{
+	char id[24];
+	pid_t pids[RACERS];
+	int status;
+
+	snprintf(id, sizeof(id), "%ld",
+	    count("SELECT id FROM subscribers WHERE email = 'b@example.org'"));
+	for (int i = 0; i < RACERS; i++) {
+		if ((pids[i] = fork()) == 0) {
+			struct ledger_event ev = {
+				.subscriber_id = id, .action = "rectify",
+				.channel = "cli", .evidence = &cli_ev,
+			};
+			struct assent_err err;
+			PGconn *c;
+
+			if (db_connect(testhelp_dsn, &c, &err) == -1)
+				_exit(2);
+			for (int n = 0; n < RACE_APPENDS; n++)
+				if (db_begin(c, &err) == -1 ||
+				    ledger_append(c, &ev, &err) == -1 ||
+				    db_exec(c, NULL, &err, "SELECT pg_sleep(0.01)", 0, NULL) == -1 ||
+				    db_commit(c, &err) == -1) {
+					fprintf(stderr, "racer: %s\n", err.msg);
+					_exit(1);
+				}
+			_exit(0);
+		}
+	}
+	for (int i = 0; i < RACERS; i++) {
+		waitpid(pids[i], &status, 0);
+		ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	ck_assert_int_eq(count("SELECT max(seq) FROM ledger WHERE subscriber_id = (SELECT id"
+	    " FROM subscribers WHERE email = 'b@example.org')"), 4 + RACERS * RACE_APPENDS);
+	assert_intact();
+}
+END_TEST
+
+/* A change made behind the triggers' back, and the event verify must
+ * name. $1 in tamper is the target event's id. */
+struct tamper_case {
+	const char *name;
+	const char *target;               /* SQL: the event to tamper with */
+	const char *tamper;
+	const char *expect;               /* SQL: the event verify names */
+	const char *what;                 /* in the message */
+};
+
+#define EVENT(email, seq) "SELECT l.id FROM ledger l JOIN subscribers s" \
+	" ON s.id = l.subscriber_id WHERE s.email = '" email "' AND l.seq = " #seq
+
+static const struct tamper_case tamper_cases[] = {
+	{ "source", EVENT("a@example.org", 3),
+	  "UPDATE ledger SET source = 'forged' WHERE id = $1",
+	  EVENT("a@example.org", 3), "personal data changed" },
+	{ "ip", EVENT("b@example.org", 1),
+	  "UPDATE ledger SET ip = '198.51.100.1' WHERE id = $1",
+	  EVENT("b@example.org", 1), "personal data changed" },
+	{ "action", EVENT("c@example.org", 1),
+	  "UPDATE ledger SET action = 'subscribe', channel = 'web' WHERE id = $1",
+	  EVENT("c@example.org", 1), "content changed" },
+	{ "at", EVENT("a@example.org", 2),
+	  "UPDATE ledger SET at = at - interval '1 day' WHERE id = $1",
+	  EVENT("a@example.org", 2), "content changed" },
+	{ "at by a microsecond", EVENT("a@example.org", 2),
+	  "UPDATE ledger SET at = at + interval '1 microsecond' WHERE id = $1",
+	  EVENT("a@example.org", 2), "content changed" },
+	{ "status_after", EVENT("d@example.org", 1),
+	  "UPDATE ledger SET status_after = 'pending' WHERE id = $1",
+	  EVENT("d@example.org", 1), "content changed" },
+	{ "consent text version", EVENT("b@example.org", 2),
+	  "UPDATE ledger SET consent_text_version = 'v2' WHERE id = $1",
+	  EVENT("b@example.org", 2), "content changed" },
+	{ "personal digest swapped with another event's",
+	  EVENT("a@example.org", 1),
+	  "UPDATE ledger e SET personal_sha256 = o.personal_sha256, salt = o.salt,"
+	  " ip = o.ip, user_agent = o.user_agent, page = o.page, source = o.source,"
+	  " import_file = o.import_file FROM ledger o"
+	  " WHERE e.id = $1 AND o.id = (SELECT max(id) FROM ledger)",
+	  EVENT("a@example.org", 1), "content changed" },
+	{ "middle event deleted", EVENT("a@example.org", 2),
+	  "DELETE FROM ledger WHERE id = $1",
+	  EVENT("a@example.org", 3), "seq 3 follows seq 1" },
+	{ "middle event that set a status deleted", EVENT("a@example.org", 3),
+	  "DELETE FROM ledger WHERE id = $1",
+	  EVENT("a@example.org", 2), "is confirmed but its last event says pending" },
+	{ "last event deleted", EVENT("c@example.org", 3),
+	  "DELETE FROM ledger WHERE id = $1",
+	  EVENT("c@example.org", 2), "last event says unsubscribed" },
+	{ "chain digest replaced", EVENT("b@example.org", 2),
+	  "UPDATE ledger SET chain_sha256 = sha256(chain_sha256) WHERE id = $1",
+	  EVENT("b@example.org", 2), "chain link broken" },
+	{ "erased marker on a row that still holds its source",
+	  EVENT("a@example.org", 1),
+	  "UPDATE ledger SET erased_at = now(), salt = NULL WHERE id = $1",
+	  EVENT("a@example.org", 1), "still holds personal data" },
+};
+
+static long
+tamper_target(const struct tamper_case *t)
+{
+	long id = count(t->target);
+
+	ck_assert_msg(id > 0, "%s: no target event", t->name);
+	return id;
+}
+
+/* As a superuser would: with the triggers off. */
+static void
+tamper(const char *sql, long id)
+{
+	char idtext[24];
+	const char *params[] = { idtext };
+	struct assent_err err;
+
+	snprintf(idtext, sizeof(idtext), "%ld", id);
+	run_ok("BEGIN; SET LOCAL session_replication_role = replica");
+	if (db_exec(conn, NULL, &err, sql, strstr(sql, "$1") ? 1 : 0, params) == -1)
+		ck_abort_msg("%s: %s", sql, err.msg);
+	run_ok("COMMIT");
+}
+
+START_TEST(test_tampering_is_found_at_its_event)
+{
+	const struct tamper_case *t = &tamper_cases[_i];
+	struct ledger_verify_result r;
+	long target, expect;
+
+	target = tamper_target(t);
+	expect = count(t->expect);
+	tamper(t->tamper, target);
+	verify(&r);
+	ck_assert_msg(r.problems > 0, "%s: not detected", t->name);
+	ck_assert_msg(r.event_id == expect, "%s: reported event %lld (%s), "
+	    "expected %ld", t->name, r.event_id, r.what, expect);
+	ck_assert_msg(strstr(r.what, t->what) != NULL, "%s: \"%s\"", t->name, r.what);
+}
+END_TEST
+
+/* Deleting a chain's first event: its successor names the gap. */
+START_TEST(test_first_event_deleted)
+{
+	struct ledger_verify_result r;
+
+	add("d@example.org", "letters", &cli_ev, false);
+	tamper("DELETE FROM ledger WHERE id = $1", count(EVENT("d@example.org", 1)));
+	verify(&r);
+	ck_assert_int_eq(r.event_id, count(EVENT("d@example.org", 2)));
+	ck_assert_int_eq(r.seq, 2);
+	ck_assert_ptr_nonnull(strstr(r.what, "starts at seq 2"));
+}
+END_TEST
+
+/* A forger who knows the algorithm and recomputes the digests of the
+ * row he changed still breaks the link to the next event. */
+START_TEST(test_recomputed_row_breaks_next_link)
+{
+	struct ledger_verify_result r;
+	long id = count(EVENT("a@example.org", 2));
+
+	tamper("UPDATE ledger SET operator = 'forger' WHERE id = $1", id);
+	tamper("UPDATE ledger e SET content_sha256 = ledger_content_digest(e)"
+	    " WHERE id = $1", id);
+	tamper("UPDATE ledger e SET chain_sha256 = sha256((SELECT p.chain_sha256"
+	    " FROM ledger p WHERE p.subscriber_id = e.subscriber_id"
+	    " AND p.seq = e.seq - 1) || e.content_sha256) WHERE id = $1", id);
+	verify(&r);
+	ck_assert_int_eq(r.event_id, count(EVENT("a@example.org", 3)));
+	ck_assert_ptr_nonnull(strstr(r.what, "chain link broken"));
+}
+END_TEST
+
+/* A subscription changed behind the ledger's back. */
+START_TEST(test_subscription_without_matching_event)
+{
+	struct ledger_verify_result r;
+
+	tamper("UPDATE subscriptions SET status = 'confirmed' WHERE subscriber_id ="
+	    " (SELECT id FROM subscribers WHERE email = 'a@example.org')"
+	    " AND list_id = (SELECT id FROM lists WHERE name = 'spring')", 0);
+	verify(&r);
+	ck_assert_int_eq(r.problems, 1);
+	ck_assert_int_eq(r.event_id, count(EVENT("a@example.org", 5)));
+	ck_assert_ptr_nonnull(strstr(r.what, "is confirmed but its last event says "
+	    "unsubscribed"));
+}
+END_TEST
+
+static const char *const refused_edits[] = {
+	"UPDATE ledger SET source = 'edited' WHERE id = 1",
+	"UPDATE ledger SET source = NULL, ip = NULL, user_agent = NULL, page = NULL,"
+	" import_file = NULL, salt = NULL, erased_at = now() WHERE id = 1",
+	"DELETE FROM ledger WHERE id = 1",
+	"TRUNCATE ledger",
+};
+
+START_TEST(test_plain_edits_refused)
+{
+	struct assent_err err;
+
+	ck_assert_int_eq(db_exec(conn, NULL, &err, refused_edits[_i], 0, NULL), -1);
+	ck_assert_str_eq(db_last_sqlstate(), "42501");
+	ck_assert_ptr_nonnull(strstr(err.msg, "append-only"));
+	assert_intact();
+}
+END_TEST
+
+START_TEST(test_erasure_keeps_the_chain)
+{
+	char id[24];
+	struct assent_err err;
+	long n;
+
+	snprintf(id, sizeof(id), "%ld",
+	    count("SELECT id FROM subscribers WHERE email = 'b@example.org'"));
+	ck_assert_int_eq(db_begin(conn, &err), 0);
+	ck_assert_int_eq(ledger_erase(conn, id, &n, &err), 0);
+	ck_assert_int_eq(db_commit(conn, &err), 0);
+	ck_assert_int_eq(n, 4);
+	ck_assert_int_eq(count("SELECT count(*) FROM ledger WHERE subscriber_id ="
+	    " (SELECT id FROM subscribers WHERE email = 'b@example.org')"
+	    " AND ip IS NULL AND user_agent IS NULL AND page IS NULL AND source IS NULL"
+	    " AND import_file IS NULL AND salt IS NULL AND erased_at IS NOT NULL"
+	    " AND personal_sha256 IS NOT NULL"), 4);
+	/* what isn't personal stays: the import's digest and line */
+	ck_assert_int_eq(count("SELECT count(*) FROM ledger WHERE erased_at IS NOT NULL"
+	    " AND import_sha256 IS NOT NULL AND import_line = 12"), 1);
+	ck_assert_int_eq(count("SELECT count(*) FROM ledger WHERE erased_at IS NOT NULL"), 4);
+	ck_assert_int_eq(count("SELECT count(*) FROM ledger WHERE source IS NULL"), 4);
+	/* the flag is gone afterwards */
+	ck_assert_int_eq(count("SELECT length(current_setting('assent.ledger_erase', true))"), 0);
+	assert_intact();
+	/* later events chain on; a second erasure takes only those */
+	add("b@example.org", "news", &cli_ev, false);
+	assert_intact();
+	ck_assert_int_eq(ledger_erase(conn, id, &n, &err), 0);
+	ck_assert_int_eq(n, 1);
+	assert_intact();
+}
+END_TEST
+
+#define ERASE_FLAG_A "SELECT set_config('assent.ledger_erase'," \
+	" (SELECT id FROM subscribers WHERE email = 'a@example.org')::text, true)"
+
+/* Under the erasure flag for a@, each of these changes something
+ * erasure may not. */
+#define BLANK_REST "user_agent = NULL, page = NULL, import_file = NULL, salt = NULL"
+#define BLANK "ip = NULL, source = NULL, erased_at = now(), " BLANK_REST
+
+static const char *const erase_abuses[] = {
+	BLANK ", action = 'import'",
+	BLANK ", status_after = 'pending'",
+	BLANK ", at = at - interval '1 day'",
+	BLANK ", seq = seq + 100",
+	BLANK ", list_id = NULL",
+	BLANK ", operator = 'someone else'",
+	BLANK ", consent_text_version = 'v9'",
+	BLANK ", import_sha256 = repeat('a', 64)",
+	BLANK ", personal_sha256 = sha256('x')",
+	BLANK ", content_sha256 = sha256('x')",
+	BLANK ", chain_sha256 = sha256('x')",
+	BLANK ", txid = 1",
+	/* personal fields may only be blanked, and all of them */
+	"ip = NULL, source = 'rewritten', erased_at = now(), " BLANK_REST,
+	"ip = '203.0.113.9', source = NULL, erased_at = now(), " BLANK_REST,
+	"ip = NULL, source = NULL, erased_at = NULL, " BLANK_REST,
+	"ip = NULL, source = NULL, erased_at = now(), user_agent = NULL,"
+	" page = NULL, import_file = NULL",
+};
+
+START_TEST(test_erase_flag_changes_nothing_else)
+{
+	char sql[1024];
+	struct assent_err err;
+
+	snprintf(sql, sizeof(sql), "UPDATE ledger SET %s WHERE subscriber_id = (SELECT id FROM subscribers"
+	    " WHERE email = 'a@example.org')", erase_abuses[_i]);
+	ck_assert_int_eq(db_begin(conn, &err), 0);
+	ck_assert_int_eq(db_exec(conn, NULL, &err, ERASE_FLAG_A, 0, NULL), 0);
+	ck_assert_int_eq(db_exec(conn, NULL, &err, sql, 0, NULL), -1);
+	ck_assert_str_eq(db_last_sqlstate(), "42501");
+	db_rollback(conn);
+	assert_intact();
+}
+END_TEST
+
+/* The flag names one subscriber: another's events stay refused. */
+START_TEST(test_erase_flag_is_for_one_subscriber)
+{
+	struct assent_err err;
+
+	ck_assert_int_eq(db_begin(conn, &err), 0);
+	ck_assert_int_eq(db_exec(conn, NULL, &err, ERASE_FLAG_A, 0, NULL), 0);
+	ck_assert_int_eq(db_exec(conn, NULL, &err, "UPDATE ledger SET ip = NULL, user_agent = NULL, page = NULL,"
+	    " source = NULL, import_file = NULL, salt = NULL, erased_at = now()", 0, NULL), -1);
+	ck_assert_str_eq(db_last_sqlstate(), "42501");
+	db_rollback(conn);
+	ck_assert_int_eq(count("SELECT count(*) FROM ledger WHERE erased_at IS NOT NULL"), 0);
+}
+END_TEST
+
+START_TEST(test_repeatable_read_append_refused)
+{
+	const char *levels[] = { "REPEATABLE READ", "SERIALIZABLE" };
+	char begin[64];
+	struct ledger_event ev = {
+		.action = "rectify", .channel = "cli", .evidence = &cli_ev,
+	};
+	char id[24];
+	struct assent_err err;
+
+	snprintf(id, sizeof(id), "%ld",
+	    count("SELECT id FROM subscribers WHERE email = 'a@example.org'"));
+	ev.subscriber_id = id;
+	for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++) {
+		snprintf(begin, sizeof(begin), "BEGIN ISOLATION LEVEL %s", levels[i]);
+		run_ok(begin);
+		ck_assert_int_eq(ledger_append(conn, &ev, &err), -1);
+		ck_assert_str_eq(db_last_sqlstate(), "55000");
+		ck_assert_ptr_nonnull(strstr(err.msg, "READ COMMITTED"));
+		db_rollback(conn);
+	}
+	assert_intact();
+}
+END_TEST
+
+/* Apply the migration files first..last by hand (migrate_apply() wants
+ * them all). */
+static void
+apply_files(int first, int last)
+{
+	char pattern[300], *sql;
+	glob_t g;
+	FILE *f;
+	long len;
+
+	snprintf(pattern, sizeof(pattern), "%s/[0-9][0-9][0-9][0-9]_*.sql",
+	    migrate_sql_dir());
+	ck_assert_int_eq(glob(pattern, 0, NULL, &g), 0);
+	for (int v = first; v <= last; v++) {
+		ck_assert_uint_ge(g.gl_pathc, (size_t)v);
+		ck_assert_ptr_nonnull(f = fopen(g.gl_pathv[v - 1], "r"));
+		fseek(f, 0, SEEK_END);
+		len = ftell(f);
+		rewind(f);
+		sql = calloc(1, (size_t)len + 1);
+		ck_assert_int_eq(fread(sql, 1, (size_t)len, f), len);
+		fclose(f);
+		run_ok("BEGIN");
+		run_ok(sql);
+		run_ok("COMMIT");
+		free(sql);
+	}
+	globfree(&g);
+}
+
+/* Events written before 0003 are chained by the migration itself, in
+ * (subscriber, id) order, keeping their times. */
+START_TEST(test_migration_chains_existing_events)
+{
+	char *dbname;
+
+	conn = testhelp_db_create_empty(NULL, &dbname);
+	apply_files(1, 2);
+	run_ok("INSERT INTO lists (name) VALUES ('news');"
+	    " INSERT INTO subscribers (email, email_key) VALUES ('x@example.org',"
+	    " 'x@example.org'), ('y@example.org', 'y@example.org');"
+	    " BEGIN; INSERT INTO ledger (subscriber_id, list_id, action, channel,"
+	    " status_after, operator, source, ip, at) VALUES"
+	    " (2, 1, 'subscribe', 'cli', 'confirmed', 'o', 's', '192.0.2.1', '2020-01-01'),"
+	    " (1, 1, 'subscribe', 'web', 'confirmed', NULL, 'form', '2001:db8::1', DEFAULT),"
+	    " (2, NULL, 'rectify', 'cli', NULL, 'o', 'name fixed', NULL, DEFAULT);"
+	    " INSERT INTO subscriptions VALUES (1, 1, 'confirmed'), (2, 1, 'confirmed');"
+	    " COMMIT");
+	apply_files(3, MIGRATE_SCHEMA_VERSION);
+	ck_assert_int_eq(count("SELECT count(*) FROM ledger WHERE subscriber_id = 2"
+	    " AND seq = 2 AND action = 'rectify'"), 1);
+	ck_assert_int_eq(count("SELECT count(*) FROM ledger WHERE subscriber_id = 2"
+	    " AND seq = 1 AND at = '2020-01-01'"), 1);
+	assert_intact();
+	run_ok("INSERT INTO ledger (subscriber_id, action, channel, operator, source)"
+	    " VALUES (1, 'rectify', 'cli', 'o', 'later')");
+	ck_assert_int_eq(count("SELECT max(seq) FROM ledger WHERE subscriber_id = 1"), 2);
+	assert_intact();
+	testhelp_db_drop(conn, dbname);
+	free(dbname);
+	conn = NULL;
+}
+END_TEST
+
+int
+main(void)
+{
+	Suite *s = suite_create("ledger");
+	TCase *tc = tcase_create("ledger");
+
+	testhelp_require_servers();
+	tcase_add_checked_fixture(tc, setup, testhelp_fixture_drop);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_mixed_history_is_intact);
+	tcase_add_test(tc, test_head_changes_only_with_the_ledger);
+	tcase_add_test(tc, test_insert_cannot_choose_computed_columns);
+	tcase_add_test(tc, test_concurrent_appends_chain);
+	tcase_add_loop_test(tc, test_tampering_is_found_at_its_event, 0,
+	    sizeof(tamper_cases) / sizeof(tamper_cases[0]));
+	tcase_add_test(tc, test_first_event_deleted);
+	tcase_add_test(tc, test_recomputed_row_breaks_next_link);
+	tcase_add_test(tc, test_subscription_without_matching_event);
+	tcase_add_loop_test(tc, test_plain_edits_refused, 0,
+	    sizeof(refused_edits) / sizeof(refused_edits[0]));
+	tcase_add_test(tc, test_erasure_keeps_the_chain);
+	tcase_add_loop_test(tc, test_erase_flag_changes_nothing_else, 0,
+	    sizeof(erase_abuses) / sizeof(erase_abuses[0]));
+	tcase_add_test(tc, test_erase_flag_is_for_one_subscriber);
+	tcase_add_test(tc, test_repeatable_read_append_refused);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("migration");
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_migration_chains_existing_events);
+	suite_add_tcase(s, tc);
+	return testhelp_run_suite(s);
+}

@@ -131,6 +131,13 @@ web_db(struct web *web)
 		log_debug("http: database unavailable: %s", err.msg);
 		return NULL;
 	}
+	/* A pool thread must not hang on a stuck server: the next request,
+	 * a one-click unsubscribe perhaps, waits for it. */
+	if (db_exec(conn, NULL, &err, "SET statement_timeout = '5s'", 0, NULL) == -1) {
+		log_debug("http: database: %s", err.msg);
+		db_close(conn);
+		return NULL;
+	}
 	pthread_setspecific(web->db_key, conn);
 	return conn;
 }

@@ -105,20 +105,31 @@ CREATE TRIGGER subscribers_insert
 
 -- --- plain suppression entries of an erased address ---------------------------
 
--- 0002's update rule, with one exception: under the flag that
--- suppress_erase_plain() sets for one hash in this transaction, an
--- address entry may become the hash entry of that hash (mailbox key
--- dropped; a source or removal reason naming the address replaced by
--- "(erased)") and, if it was active, is removed at the same moment, since
--- the erasure entry (which must be active) holds the address from then
--- on. Reason, who added it, when and the expiry stay. Setting the flag
--- by hand allows no more than calling the function does.
+-- 0002's update rule, with one exception for erasure. While
+-- suppress_erase_plain() runs it sets the flag "HASH|KEY" for this
+-- transaction, and then, and only for that key and that hash:
+--   * an address entry for KEY may become the hash entry of HASH
+--     (mailbox key dropped; removed at the same moment if it was active,
+--     since the erasure entry, which must be active, holds the address
+--     from then on);
+--   * its source and removal reason, and those of other entries of
+--     HASH, may become "(erased)", whatever they said about the person.
+-- Reason, who added it, when and the expiry never change. A deferred
+-- check (below) refuses the commit unless the subscriber with KEY has
+-- been erased in the same transaction, so the exception cannot be used
+-- to lift someone's suppression.
 CREATE OR REPLACE FUNCTION suppressions_on_update() RETURNS trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+    flag text := coalesce(current_setting('assent.suppress_erase', true), '');
+    converting boolean;
+    redacting boolean;
 BEGIN
-    IF OLD.kind = 'address' AND NEW.kind = 'hash'
-       AND coalesce(current_setting('assent.suppress_erase', true), '') <> ''
-       AND current_setting('assent.suppress_erase', true) = NEW.value THEN
+    converting := flag <> '' AND OLD.kind = 'address' AND NEW.kind = 'hash'
+        AND flag = NEW.value || '|' || OLD.value;
+    redacting := flag <> '' AND OLD.kind = 'hash' AND NEW.kind = 'hash'
+        AND OLD.value = NEW.value AND split_part(flag, '|', 1) = OLD.value;
+    IF converting OR redacting THEN
         IF NOT EXISTS (SELECT 1 FROM suppressions WHERE kind = 'hash'
                         AND value = NEW.value AND reason = 'erasure'
                         AND removed_at IS NULL)
@@ -126,16 +137,19 @@ BEGIN
            IS DISTINCT FROM
            (OLD.id, OLD.reason, OLD.added_by, OLD.added_at, OLD.expires_at)
            OR NEW.mailbox_key IS NOT NULL
-           OR (NEW.source <> OLD.source AND NEW.source <> '(erased)')
-           OR NEW.removed_by IS NULL OR NEW.removed_reason IS NULL
+           OR (NEW.source IS DISTINCT FROM OLD.source AND NEW.source <> '(erased)')
+           OR (NEW.removed_reason IS DISTINCT FROM OLD.removed_reason
+               AND NEW.removed_reason <> '(erased)'
+               AND NOT (converting AND OLD.removed_at IS NULL))
            OR (OLD.removed_at IS NOT NULL AND (NEW.removed_at IS DISTINCT FROM OLD.removed_at
-               OR NEW.removed_by <> OLD.removed_by
-               OR (NEW.removed_reason <> OLD.removed_reason
-                   AND NEW.removed_reason <> '(erased)'))) THEN
+               OR NEW.removed_by IS DISTINCT FROM OLD.removed_by))
+           OR (redacting AND OLD.removed_at IS NULL AND (NEW.removed_by IS NOT NULL
+               OR NEW.removed_reason IS NOT NULL))
+           OR (converting AND (NEW.removed_by IS NULL OR NEW.removed_reason IS NULL)) THEN
             RAISE EXCEPTION 'erasure may only turn suppression entry % into its hash', OLD.id
                 USING ERRCODE = 'insufficient_privilege';
         END IF;
-        IF OLD.removed_at IS NULL THEN
+        IF converting AND OLD.removed_at IS NULL THEN
             NEW.removed_at := now();
         END IF;
         RETURN NEW;
@@ -161,19 +175,58 @@ BEGIN
 END
 $$;
 
+-- At commit: an address entry turned into a hash belonged to a person
+-- erased in that transaction (no live subscriber has the key any more).
+CREATE FUNCTION suppressions_erased_person_gone() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM subscribers WHERE email_key = OLD.value) THEN
+        RAISE EXCEPTION 'suppression entry % was hashed, but the person was not erased', OLD.id
+            USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE CONSTRAINT TRIGGER suppressions_erasure_complete
+    AFTER UPDATE ON suppressions
+    DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW WHEN (OLD.kind = 'address' AND NEW.kind = 'hash')
+    EXECUTE FUNCTION suppressions_erased_person_gone();
+
+-- At commit: personal fields of the ledger were blanked only for a
+-- subscriber erased in that transaction.
+CREATE FUNCTION ledger_erased_person_gone() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM subscribers WHERE id = NEW.subscriber_id
+                    AND erased_at IS NOT NULL) THEN
+        RAISE EXCEPTION 'ledger events of subscriber % were blanked, but the subscriber was not erased',
+            NEW.subscriber_id
+            USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE CONSTRAINT TRIGGER ledger_erasure_complete
+    AFTER UPDATE ON ledger
+    DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW WHEN (OLD.erased_at IS NULL AND NEW.erased_at IS NOT NULL)
+    EXECUTE FUNCTION ledger_erased_person_gone();
+
 -- Erasure: every address entry (active or removed) for p_key becomes a
 -- hash entry for p_hash, the keyed hash of p_key, which only the caller
 -- can compute (the pepper is not in the database). Active ones are
 -- removed by p_by, "superseded by the erasure entry": call this after
 -- adding the erasure entry for p_hash, which keeps the address
--- suppressed. A source or removal reason that names the address (or its
--- local part) becomes "(erased)". Returns how many entries changed.
+-- suppressed, and before blanking the subscriber, who must be erased in
+-- the same transaction. Their sources and removal reasons, and those of
+-- other entries of p_hash, become "(erased)": free text about a person
+-- is not kept after their erasure. Returns how many entries were hashed.
 CREATE FUNCTION suppress_erase_plain(p_key text, p_hash text, p_by text)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     n integer;
-    local text;
 BEGIN
     IF p_key IS NULL OR p_key !~ '^[!-~]+@[a-z0-9.-]+$' OR p_key <> lower(p_key)
        OR p_hash IS NULL OR p_hash !~ '^[0-9a-f]{64}$' OR p_by IS NULL OR p_by = '' THEN
@@ -185,19 +238,26 @@ BEGIN
         RAISE EXCEPTION 'suppress_erase_plain: add the erasure entry first'
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
-    local := split_part(p_key, '@', 1);
-    PERFORM set_config('assent.suppress_erase', p_hash, true);
+    -- only for a person being erased: locked now, gone by commit
+    PERFORM 1 FROM subscribers WHERE email_key = p_key FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'suppress_erase_plain: no live subscriber has this address'
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    PERFORM set_config('assent.suppress_erase', p_hash || '|' || p_key, true);
     UPDATE suppressions
-       SET kind = 'hash', value = p_hash, mailbox_key = NULL,
-           source = CASE WHEN strpos(lower(source), local) > 0 THEN '(erased)'
-                    ELSE source END,
+       SET kind = 'hash', value = p_hash, mailbox_key = NULL, source = '(erased)',
            removed_by = coalesce(removed_by, p_by),
-           removed_reason = CASE
-               WHEN removed_reason IS NULL THEN 'superseded by the erasure entry'
-               WHEN strpos(lower(removed_reason), local) > 0 THEN '(erased)'
-               ELSE removed_reason END
+           removed_reason = CASE WHEN removed_reason IS NULL
+               THEN 'superseded by the erasure entry' ELSE '(erased)' END
      WHERE kind = 'address' AND value = p_key;
     GET DIAGNOSTICS n = ROW_COUNT;
+    -- what other entries of the hash said about the person goes too
+    UPDATE suppressions
+       SET source = '(erased)',
+           removed_reason = CASE WHEN removed_reason IS NULL THEN NULL ELSE '(erased)' END
+     WHERE kind = 'hash' AND value = p_hash AND reason <> 'erasure'
+       AND (source <> '(erased)' OR removed_reason <> '(erased)');
     PERFORM set_config('assent.suppress_erase', '', true);
     RETURN n;
 END

@@ -39,8 +39,8 @@ struct subs_request {
  * existing pending or confirmed subscription, a subscription that was
  * ended (unsubscribed) unless resubscribe is set, an unknown consent
  * text version, a basis that is not express or implied with an expiry
- * in the future, and an address that was erased (rights_erase()) unless
- * resubscribe is set: the operator brings fresh evidence of consent. */
+ * in the future, and an address that was erased (rights_erase()) while
+ * its erasure entry stands: it would never be mailed. */
 int subs_add(PGconn *conn, const struct subs_request *req, char status_r[16],
     struct assent_err *err);
 

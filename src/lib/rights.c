@@ -751,17 +751,37 @@ rights_contains(const char *haystack, const char *needle, size_t len)
 	return false;
 }
 
+/* Does reason contain a word (3 characters or more) of name? */
+static bool
+rights_names_a_part(const char *reason, const char *name)
+{
+	size_t len;
+
+	for (; *name != '\0'; name += len) {
+		name += strspn(name, " ,.-'");
+		len = strcspn(name, " ,.-'");
+		if (len >= 3 && rights_contains(reason, name, len))
+			return true;
+	}
+	return false;
+}
+
 /* The reason outlives the erasure in the audit table: it must not name
- * the person. A local part shorter than 3 characters is too common a
- * string to refuse. */
+ * the person. No address of any spelling (so no "@" at all), no local
+ * part or word of it, no word of the name; a part shorter than 3
+ * characters is too common a string to refuse. */
 static int
 rights_check_erase_reason(const struct rights_person *p, const char *reason,
     struct assent_err *err)
 {
-	if (rights_contains(reason, p->addr.key, strlen(p->addr.key)) ||
+	char local[ADDR_LOCAL_MAX + 1];
+
+	snprintf(local, sizeof(local), "%.*s", (int)p->addr.local_len, p->addr.key);
+	if (strchr(reason, '@') != NULL ||
 	    (p->addr.local_len >= 3 &&
 	    rights_contains(reason, p->addr.key, p->addr.local_len)) ||
-	    rights_contains(reason, p->name, strlen(p->name)))
+	    rights_names_a_part(reason, local) ||
+	    rights_names_a_part(reason, p->name))
 		return err_set(err, EX_DATAERR, "--reason must not name the person "
 		    "(address or name): it is kept after the erasure");
 	return 0;

@@ -52,7 +52,9 @@ subs_check_basis(PGconn *conn, const struct subs_request *req, struct assent_err
 	return 0;
 }
 
-/* An erased address comes back only with fresh evidence (resubscribe). */
+/* An erased address stays suppressed by its erasure entry, so a new
+ * subscription would never be mailed: the operator removes that entry
+ * first, with the evidence of fresh consent as its reason (audited). */
 static int
 subs_check_erased(PGconn *conn, const struct subs_request *req,
     const struct addr *addr, struct assent_err *err)
@@ -60,8 +62,6 @@ subs_check_erased(PGconn *conn, const struct subs_request *req,
 	PGresult *res;
 	bool erased = false;
 
-	if (req->resubscribe)
-		return 0;
 	if (req->suppress == NULL) {
 		if (db_exec(conn, &res, err, "SELECT EXISTS (SELECT 1 FROM suppressions"
 		    " WHERE reason = 'erasure' AND removed_at IS NULL)", 0, NULL) == -1)
@@ -77,9 +77,10 @@ subs_check_erased(PGconn *conn, const struct subs_request *req,
 	if (rights_is_erased(conn, req->suppress, addr->key, &erased, err) == -1)
 		return -1;
 	if (erased)
-		return err_set(err, EX_DATAERR, "%s was erased at the person's request; "
-		    "subscribing it again needs --resubscribe with evidence of fresh "
-		    "consent", addr->address);
+		return err_set(err, EX_DATAERR, "%s was erased at the person's request "
+		    "and stays suppressed: with evidence of fresh consent, remove its "
+		    "erasure entry first (assent suppress rm ADDRESS --hashed --force "
+		    "--reason EVIDENCE), then subscribe it again", addr->address);
 	return 0;
 }
 

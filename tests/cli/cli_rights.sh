@@ -150,21 +150,26 @@ assert_eq "$hits" "0" "no plain trace of the address or the name is left"
 run_cli ledger verify
 assert_rc 0 "the ledger still verifies"
 
-# An erased address comes back only with fresh evidence of consent.
+# An erased address comes back only with fresh evidence of consent,
+# given when its erasure entry is removed (which is audited).
 run_cli list ls --json
 first_list=$(printf '%s' "$OUT" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["name"])')
 run_cli sub add ZELDA@quimby.example --list "$first_list" --source "old spreadsheet"
 assert_rc 65 "adding an erased address again is refused"
 assert_err_contains "was erased" "and says why"
-run_cli sub add zelda@quimby.example --list "$first_list" --source "signed form 2026-11-22" --resubscribe
-assert_rc 0 "with --resubscribe and fresh evidence it is taken"
+run_cli sub add zelda@quimby.example --list "$first_list" --source "signed form" --resubscribe
+assert_rc 65 "--resubscribe alone does not lift an erasure"
+run_cli suppress rm zelda@quimby.example --hashed --force --reason "signed form 2026-11-22, ticket 9"
+assert_rc 0 "removing the erasure entry, with the evidence as reason"
+run_cli sub add zelda@quimby.example --list "$first_list" --source "signed form 2026-11-22"
+assert_rc 0 "then the address can subscribe again"
 
 # --- the audit table ------------------------------------------------------
 run_cli suppress add gone@example.org --reason manual
 run_cli suppress rm gone@example.org --reason "added by mistake"
 assert_rc 0 "suppress rm"
 assert_eq "$(sql "SELECT string_agg(action || ':' || subject || ':' || operator || ':' || (host <> ''), ',' ORDER BY id) FROM audit")" \
-	"export:subscriber 1:$(id -un):true,export:subscriber 1:$(id -un):true,rectify:subscriber 1:$(id -un):true,rectify:subscriber 1:$(id -un):true,rectify:subscriber 1:$(id -un):true,erase:subscriber 1:$(id -un):true,suppress-remove:suppression $(sql "SELECT id FROM suppressions WHERE value = 'gone@example.org'"):$(id -un):true" \
+	"export:subscriber 1:$(id -un):true,export:subscriber 1:$(id -un):true,rectify:subscriber 1:$(id -un):true,rectify:subscriber 1:$(id -un):true,rectify:subscriber 1:$(id -un):true,erase:subscriber 1:$(id -un):true,suppress-remove:suppression $(sql "SELECT id FROM suppressions WHERE reason = 'erasure'"):$(id -un):true,suppress-remove:suppression $(sql "SELECT id FROM suppressions WHERE value = 'gone@example.org'"):$(id -un):true" \
 	"export, rectify, erase and suppress rm are audited"
 assert_eq "$(sql "UPDATE audit SET host = 'x'" 2>&1 | grep -c 'append-only')" "1" \
 	"the database refuses to change an audit row"

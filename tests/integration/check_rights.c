@@ -723,7 +723,20 @@ END_TEST
 
 static const char *const naming_reasons[] = {
 	"asked by " ZELDA_KEY, "ZELDA.QUIMBY wrote in", "call from zelda quimby",
+	"jo@b\u00fccher.de asked by phone", "Quimby asked on the phone",
+	"ticket from quimby", "mail from zq@quimby.example",
 };
+
+/* A reason that only happens to share a domain word is fine. */
+START_TEST(test_erase_reason_may_name_the_channel)
+{
+	struct assent_err err;
+
+	add(ZELDA, "news", &cli_ev, "cli", NULL, NULL, NULL);
+	ck_assert_msg(rights_erase(conn, &ctx, ZELDA, "request via internet form, "
+	    "ticket 7", &who, NULL, &err) == 0, "%s", err.msg);
+}
+END_TEST
 
 START_TEST(test_erase_reason_must_not_name_the_person)
 {
@@ -754,18 +767,6 @@ static const char *const refused_sql[] = {
 	"UPDATE subscribers SET erased_at = now() WHERE email = 'bystander@example.net'",
 	"INSERT INTO subscribers (email, email_key, erased_at)"
 	" VALUES ('n@example.net', 'n@example.net', now())",
-	/* the erasure exception, used by hand without an erasure entry */
-	"BEGIN; SELECT set_config('assent.suppress_erase', repeat('ab', 32), true);"
-	" UPDATE suppressions SET kind = 'hash', value = repeat('ab', 32),"
-	" mailbox_key = NULL, removed_by = 'x', removed_reason = 'y'"
-	" WHERE kind = 'address'",
-	/* and with one, to change more than the exception allows */
-	"BEGIN; INSERT INTO suppressions (kind, value, reason, source, added_by)"
-	" VALUES ('hash', repeat('ab', 32), 'erasure', 's', 't');"
-	" SELECT set_config('assent.suppress_erase', repeat('ab', 32), true);"
-	" UPDATE suppressions SET kind = 'hash', value = repeat('ab', 32),"
-	" reason = 'manual', removed_by = 'x', removed_reason = 'y'"
-	" WHERE kind = 'address'",
 	"SELECT suppress_erase_plain('bystander@example.net', repeat('cd', 32), 'x')",
 	"SELECT suppress_erase_plain('Bystander@example.net', 'nothex', 'x')",
 };
@@ -807,6 +808,86 @@ START_TEST(test_audit_rows)
 }
 END_TEST
 
+/* The erasure exceptions, used for anyone but a person being erased:
+ * each sequence runs in one transaction and must fail at the step
+ * named, leaving the bystander's suppression and ledger as they were. */
+#define ERASURE_HASH "(SELECT value FROM suppressions WHERE reason = 'erasure'" \
+	" AND removed_at IS NULL)"
+static const struct {
+	const char *what;
+	const char *steps[4];
+	int fails_at;
+} misuse[] = {
+	{ "function on a live bystander", {
+	  "SELECT suppress_erase_plain('bystander@example.net', " ERASURE_HASH ", 'x')",
+	  "COMMIT" }, 1 },
+	{ "flag naming someone else", {
+	  "SELECT set_config('assent.suppress_erase', " ERASURE_HASH
+	  " || '|zelda@quimby.example', true)",
+	  "UPDATE suppressions SET kind = 'hash', value = " ERASURE_HASH ","
+	  " mailbox_key = NULL, removed_by = 'x', removed_reason = 'y'"
+	  " WHERE value = 'bystander@example.net'" }, 1 },
+	{ "flag naming the bystander", {
+	  "SELECT set_config('assent.suppress_erase', " ERASURE_HASH
+	  " || '|bystander@example.net', true)",
+	  "UPDATE suppressions SET kind = 'hash', value = " ERASURE_HASH ","
+	  " mailbox_key = NULL, removed_by = 'x', removed_reason = 'y'"
+	  " WHERE value = 'bystander@example.net'",
+	  "COMMIT" }, 2 },
+	{ "flag without an erasure entry", {
+	  "SELECT set_config('assent.suppress_erase', repeat('ab', 32)"
+	  " || '|bystander@example.net', true)",
+	  "UPDATE suppressions SET kind = 'hash', value = repeat('ab', 32),"
+	  " mailbox_key = NULL, removed_by = 'x', removed_reason = 'y'"
+	  " WHERE value = 'bystander@example.net'" }, 1 },
+	{ "ledger blanked for a live bystander", {
+	  "SELECT ledger_erase_personal((SELECT id FROM subscribers"
+	  " WHERE email = 'bystander@example.net'))",
+	  "COMMIT" }, 1 },
+};
+
+START_TEST(test_erasure_exceptions_only_for_the_erased)
+{
+	struct assent_err err;
+	int i;
+
+	add(ZELDA, "news", &cli_ev, "cli", NULL, NULL, NULL);
+	add("bystander@example.net", "news", &web_ev, "web", NULL, NULL, NULL);
+	suppress("bystander@example.net", "complaint", "x");
+	ck_assert_int_eq(rights_erase(conn, &ctx, ZELDA, "ticket 2", &who, NULL, &err), 0);
+	exec_ok("BEGIN");
+	for (i = 0; misuse[_i].steps[i] != NULL; i++)
+		if (db_exec(conn, NULL, &err, misuse[_i].steps[i], 0, NULL) == -1)
+			break;
+	ck_assert_msg(i == misuse[_i].fails_at, "%s: failed at step %d, not %d (%s)",
+	    misuse[_i].what, i, misuse[_i].fails_at, err.msg);
+	db_rollback(conn);
+	ck_assert_int_eq(count("SELECT count(*) FROM suppressions WHERE kind = 'address'"
+	    " AND value = 'bystander@example.net' AND removed_at IS NULL"), 1);
+	ck_assert_int_eq(count("SELECT count(*) FROM ledger l JOIN subscribers s"
+	    " ON s.id = l.subscriber_id WHERE s.email = 'bystander@example.net'"
+	    " AND l.ip IS NOT NULL AND l.erased_at IS NULL"), 1);
+}
+END_TEST
+
+/* What other entries of the erased address's hash said goes too. */
+START_TEST(test_erase_redacts_hash_entries)
+{
+	struct assent_err err;
+	struct suppress_new n = { "complaint", "phone complaint from " ZELDA, "tester", NULL };
+	struct suppress_target t;
+	long long id;
+	bool added;
+
+	add(ZELDA, "news", &cli_ev, "cli", NULL, NULL, NULL);
+	ck_assert_int_eq(suppress_target_parse(&ctx, ZELDA, true, &t, &err), 0);
+	ck_assert_msg(suppress_add(conn, &t, &n, &id, &added, &err) == 0, "%s", err.msg);
+	ck_assert_int_eq(rights_erase(conn, &ctx, ZELDA, "ticket 3", &who, NULL, &err), 0);
+	ck_assert_int_eq(count("SELECT count(*) FROM suppressions"
+	    " WHERE source ILIKE '%quimby%' OR removed_reason ILIKE '%quimby%'"), 0);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -832,6 +913,10 @@ main(void)
 	    NELEM(naming_reasons));
 	tcase_add_loop_test(tc, test_database_refuses, 0, NELEM(refused_sql));
 	tcase_add_test(tc, test_audit_rows);
+	tcase_add_loop_test(tc, test_erasure_exceptions_only_for_the_erased, 0,
+	    (int)(sizeof(misuse) / sizeof(misuse[0])));
+	tcase_add_test(tc, test_erase_redacts_hash_entries);
+	tcase_add_test(tc, test_erase_reason_may_name_the_channel);
 	suite_add_tcase(s, tc);
 	return testhelp_run_suite(s);
 }

@@ -15,12 +15,15 @@
 --   can contain the separator); fields are joined with "|".
 --   P = ip | user_agent | page | source | import_file
 --   C = subscriber_id | seq | list_id | action | channel | status_before
---       | status_after | at | operator | consent_text_version | basis
---       | basis_expires_at | import_sha256 | import_line | personal_sha256
+--       | status_after | at | operator | consent_text_version
+--       | consent_text_sha256 | basis | basis_expires_at | import_sha256
+--       | import_line | personal_sha256
 --   Texts: integers in decimal; ip as PostgreSQL's text(inet), which
 --   always carries the prefix length ("192.0.2.1/32", "2001:db8::7/128");
 --   at and basis_expires_at as integer microseconds since 1970-01-01 UTC
---   in decimal; personal_sha256 as its 64 lower-case hex digits.
+--   in decimal; personal_sha256 as its 64 lower-case hex digits;
+--   consent_text_sha256 (the SHA-256 of the wording the event names, hex,
+--   copied from consent_texts by the trigger: see 0004) as it is stored.
 -- src/lib/ledger.c recomputes all of this in C (ledger_verify()), without
 -- trusting any function stored here.
 --
@@ -35,6 +38,11 @@
 -- previous holder of the lock committed. The trigger refuses any other
 -- isolation level, where the snapshot could predate that event and two
 -- events would get the same seq.
+--
+-- The statement that locks the subscriber's row also counts the event in
+-- subscribers.ledger_seq, and the event takes that number as its seq: a
+-- deleted last event (even one that set no status) then shows as a
+-- subscriber whose chain ends short of its count.
 
 ALTER TABLE ledger
     ADD COLUMN seq              integer,
@@ -48,7 +56,12 @@ ALTER TABLE ledger
     ADD COLUMN personal_sha256  bytea CHECK (octet_length(personal_sha256) = 32),
     ADD COLUMN content_sha256   bytea CHECK (octet_length(content_sha256) = 32),
     ADD COLUMN chain_sha256     bytea CHECK (octet_length(chain_sha256) = 32),
-    ADD COLUMN erased_at        timestamptz;
+    ADD COLUMN erased_at        timestamptz,
+    ADD COLUMN consent_text_sha256 text CHECK (consent_text_sha256 ~ '^[0-9a-f]{64}$');
+
+-- How many events the subscriber's chain has had (its last seq).
+ALTER TABLE subscribers
+    ADD COLUMN ledger_seq integer NOT NULL DEFAULT 0 CHECK (ledger_seq >= 0);
 
 -- source may be blank only once erased (the content checks of 0001 still
 -- apply to a non-NULL source).
@@ -90,6 +103,7 @@ LANGUAGE sql STABLE AS $$
         coalesce(ledger_canon(ledger_canon_us(e.at)), '-'),
         coalesce(ledger_canon(e.operator), '-'),
         coalesce(ledger_canon(e.consent_text_version), '-'),
+        coalesce(ledger_canon(e.consent_text_sha256), '-'),
         coalesce(ledger_canon(e.basis), '-'),
         coalesce(ledger_canon(ledger_canon_us(e.basis_expires_at)), '-'),
         coalesce(ledger_canon(e.import_sha256), '-'),
@@ -148,6 +162,9 @@ BEGIN
 END
 $$;
 ALTER TABLE ledger ENABLE TRIGGER ledger_append_only;
+UPDATE subscribers s SET ledger_seq = l.n
+  FROM (SELECT subscriber_id, max(seq) AS n FROM ledger GROUP BY subscriber_id) l
+ WHERE s.id = l.subscriber_id;
 
 ALTER TABLE ledger
     ALTER COLUMN seq SET NOT NULL,
@@ -159,12 +176,21 @@ ALTER TABLE ledger
         CHECK (salt IS NOT NULL OR erased_at IS NOT NULL),
     ADD CONSTRAINT ledger_subscriber_seq UNIQUE (subscriber_id, seq);
 
+-- The SHA-256 (hex) of the consent wording named v. There are no
+-- wordings yet: 0004 replaces this once consent_texts exists.
+CREATE FUNCTION ledger_consent_text_sha256(v text) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT NULL::text
+$$;
+
 -- Every insert is chained here, whatever the inserting code passed for
--- the computed columns.
+-- the computed columns. txid is forced too: 0001's check at commit looks
+-- for an event of the committing transaction, and a row carrying a
+-- predicted future txid would vouch for another transaction's change.
 CREATE FUNCTION ledger_chain_append() RETURNS trigger
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
-    prev_seq integer;
+    next_seq integer;
     prev_chain bytea;
 BEGIN
     IF current_setting('transaction_isolation') <> 'read committed' THEN
@@ -175,13 +201,21 @@ BEGIN
                         'see the event committed by the previous holder; an older snapshot '
                         'would chain two events to the same predecessor.';
     END IF;
-    PERFORM 1 FROM subscribers WHERE id = NEW.subscriber_id FOR NO KEY UPDATE;
-    SELECT seq, chain_sha256 INTO prev_seq, prev_chain
+    -- locks the row (waiting for an append in progress) and counts
+    UPDATE subscribers SET ledger_seq = ledger_seq + 1
+     WHERE id = NEW.subscriber_id RETURNING ledger_seq INTO next_seq;
+    IF NOT FOUND THEN
+        next_seq := 1;          -- no such subscriber: the foreign key refuses
+    END IF;
+    SELECT chain_sha256 INTO prev_chain
       FROM ledger WHERE subscriber_id = NEW.subscriber_id
      ORDER BY seq DESC LIMIT 1;
+    NEW.txid := txid_current();
     NEW.at := now();
     NEW.erased_at := NULL;
-    NEW := ledger_seal(NEW, prev_seq, prev_chain);
+    NEW.consent_text_sha256 := CASE WHEN NEW.consent_text_version IS NOT NULL
+        THEN ledger_consent_text_sha256(NEW.consent_text_version) END;
+    NEW := ledger_seal(NEW, next_seq - 1, prev_chain);
     RETURN NEW;
 END
 $$;
@@ -193,7 +227,8 @@ CREATE TRIGGER ledger_chain
 -- UPDATE is refused except for erasure: under the flag set by
 -- ledger_erase_personal() for this subscriber, a row may only lose its
 -- personal fields and salt and gain erased_at; nothing else may change.
--- Setting the flag by hand grants no more than calling the function.
+-- Setting the flag by hand grants no more than calling the function; the
+-- time of erasure is the database clock's, whatever the UPDATE said.
 CREATE FUNCTION ledger_refuse_update() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -212,6 +247,9 @@ BEGIN
         RAISE EXCEPTION 'the consent ledger is append-only: erasure may only blank '
             'ip, user_agent, page, source, import_file and salt (event %)', OLD.id
             USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF OLD.erased_at IS NULL THEN
+        NEW.erased_at := now();
     END IF;
     RETURN NEW;
 END

@@ -25,6 +25,31 @@ CREATE TRIGGER consent_texts_immutable
     BEFORE UPDATE ON consent_texts
     FOR EACH ROW EXECUTE FUNCTION consent_texts_refuse_update();
 
+-- Nor removed: a wording once stored stays, since ledger events carry its
+-- digest and ledger_verify() checks it against the body.
+CREATE FUNCTION consent_texts_refuse_removal() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'consent texts are never removed: % refused', TG_OP
+        USING ERRCODE = 'insufficient_privilege';
+END
+$$;
+CREATE TRIGGER consent_texts_no_delete
+    BEFORE DELETE ON consent_texts
+    FOR EACH ROW EXECUTE FUNCTION consent_texts_refuse_removal();
+CREATE TRIGGER consent_texts_no_truncate
+    BEFORE TRUNCATE ON consent_texts
+    FOR EACH STATEMENT EXECUTE FUNCTION consent_texts_refuse_removal();
+
+-- The chain trigger (0003) copies the digest of the wording an event
+-- names into ledger.consent_text_sha256, inside the content digest, so
+-- that a wording swapped later no longer matches the events that named
+-- it.
+CREATE OR REPLACE FUNCTION ledger_consent_text_sha256(v text) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT sha256 FROM consent_texts WHERE version = v
+$$;
+
 -- New events may only name a known wording (older rows are not checked).
 ALTER TABLE ledger ADD CONSTRAINT ledger_consent_text_known
     FOREIGN KEY (consent_text_version) REFERENCES consent_texts (version)

@@ -84,9 +84,10 @@ int keys_generate(const char *path, struct assent_err *err);
  * stay for verification. The new key's id is the highest id + 1
  * (EX_CONFIG when that would pass 255). The file is rewritten (comments
  * are not kept) to a temporary file in the same directory, mode 0600 and
- * the old file's owner and group, synced, and renamed over path. Two
- * rotations at once may lose one key: run one at a time. *new_id_r (may
- * be NULL) gets the new key id. */
+ * the old file's owner and group, synced, and renamed over path.
+ * Rotations serialise on an flock of path.lock (mode 0600, left in
+ * place), so two at once both add their key. *new_id_r (may be NULL)
+ * gets the new key id. */
 int keys_rotate(const char *path, uint8_t *new_id_r, struct assent_err *err);
 
 #endif

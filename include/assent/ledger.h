@@ -17,11 +17,16 @@
  * lower-case hex of its UTF-8 text, the fields joined with "|";
  *   P = ip | user_agent | page | source | import_file
  *   C = subscriber_id | seq | list_id | action | channel | status_before
- *       | status_after | at | operator | consent_text_version | basis
- *       | basis_expires_at | import_sha256 | import_line | personal_sha256
+ *       | status_after | at | operator | consent_text_version
+ *       | consent_text_sha256 | basis | basis_expires_at | import_sha256
+ *       | import_line | personal_sha256
  * integers in decimal, ip as text(inet) (with its prefix length, e.g.
  * "192.0.2.1/32"), times as integer microseconds since the Unix epoch,
- * personal_sha256 as 64 lower-case hex digits. The salt is 16 random
+ * personal_sha256 as 64 lower-case hex digits, consent_text_sha256 the
+ * hex SHA-256 of the named wording, copied by the trigger from
+ * consent_texts (so the wording itself is covered). The trigger also
+ * forces txid, at and erased_at, and counts each subscriber's events in
+ * subscribers.ledger_seq, which the event takes as its seq. The salt is 16 random
  * bytes; erasure blanks it with the personal fields, so the digest that
  * stays can't be tested against guesses, and the chain stays valid.
  * ledger_verify() recomputes all of it here in C, trusting no function
@@ -82,7 +87,7 @@ int ledger_append(PGconn *conn, const struct ledger_event *ev, struct assent_err
  * list, action, channel, status_before, status_after, basis,
  * basis_expires_at, ip, user_agent, page, operator, source,
  * import_file, import_sha256, import_line, consent_text_version,
- * erased_at (null unless erased; the personal fields are then null) and
+ * consent_text_sha256, erased_at (null unless erased; the personal fields are then null) and
  * chain (chain_sha256 in hex). Times are ISO 8601 UTC. */
 int ledger_history(PGconn *conn, const char *subscriber_id, json_t **history_r,
     struct assent_err *err);
@@ -114,8 +119,12 @@ struct ledger_verify_result {
  * (memory stays flat however long it is), and recompute every digest in
  * C: per subscriber, seq must run 1, 2, 3... without a gap (a gap is a
  * deleted event); each event's personal digest (unless erased: then its
- * personal fields and salt must be blank), content digest and chain
- * link must match. Then every subscription's status must equal the
+ * personal fields and salt must be blank, erased_at not before at, and
+ * the subscriber erased too), content digest and chain link must match,
+ * and the consent wording the event names must still hash (recomputed
+ * here from consent_texts.body) to the SHA-256 it recorded. Each chain
+ * must end at the subscriber's count of events (subscribers.ledger_seq:
+ * a deleted last event). Then every subscription's status must equal the
  * status_after of the latest event for its list or for every list (a
  * mismatch is a deleted or altered tail). Returns 0 with r filled,
  * problems or not; -1 only when the database fails (err). Runs its own

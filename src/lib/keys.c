@@ -1,5 +1,6 @@
 /* keys: the secrets file that signs tokens and peppers hashed
  * suppression entries; see include/assent/keys.h */
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #include <errno.h>
@@ -16,7 +17,6 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
-#include "assent/conf.h"
 #include "assent/keys.h"
 #include "assent/xmalloc.h"
 
@@ -442,6 +442,28 @@ keys_read_root(const struct keys_where *w, const config_t *cfg, struct keys *k,
 	return 0;
 }
 
+/* The opened file must be private: checked on the descriptor, so that
+ * what is checked is what is read, whatever happens to path meanwhile.
+ * The message matches conf_check_secret_file()'s. */
+static int
+keys_check_private(const char *path, const struct stat *st,
+    struct assent_err *err)
+{
+	const char *how;
+
+	if ((st->st_mode & 077) == 0)
+		return 0;
+	if (st->st_mode & 044)
+		how = "readable";
+	else if (st->st_mode & 022)
+		how = "writable";
+	else
+		how = "accessible";
+	return err_set(err, EX_CONFIG, "%s: %s is %s by group or others "
+	    "(mode %04o); chmod 600 it", KEYS_SETTING, path, how,
+	    (unsigned)(st->st_mode & 07777));
+}
+
 /* A missing file gets a hint; libconfig alone would say "file I/O
  * error" on line 0. */
 static int
@@ -455,12 +477,15 @@ keys_open(const char *path, FILE **fp_r, struct assent_err *err)
 			    "\"assent keys generate\" to make one", path);
 		return err_set(err, EX_NOINPUT, "%s: %s", path, strerror(errno));
 	}
-	if (fstat(fileno(*fp_r), &st) == 0 && !S_ISREG(st.st_mode)) {
-		fclose(*fp_r);
-		*fp_r = NULL;
-		return err_set(err, EX_NOINPUT, "%s: not a regular file", path);
-	}
-	return 0;
+	if (fstat(fileno(*fp_r), &st) < 0)
+		err_set(err, EX_IOERR, "%s: %s", path, strerror(errno));
+	else if (!S_ISREG(st.st_mode))
+		err_set(err, EX_NOINPUT, "%s: not a regular file", path);
+	else if (keys_check_private(path, &st, err) == 0)
+		return 0;
+	fclose(*fp_r);
+	*fp_r = NULL;
+	return -1;
 }
 
 int
@@ -474,10 +499,6 @@ keys_load(const char *path, struct keys **keys_r, struct assent_err *err)
 	*keys_r = NULL;
 	if (keys_open(path, &fp, err) == -1)
 		return -1;
-	if (conf_check_secret_file(path, KEYS_SETTING, err) == -1) {
-		fclose(fp);
-		return -1;
-	}
 	config_init(&cfg);
 	if (!config_read(&cfg, fp)) {
 		err_set(err, EX_CONFIG, "%s:%d: %s", path, config_error_line(&cfg),
@@ -716,8 +737,39 @@ out:
 	return rc;
 }
 
-int
-keys_rotate(const char *path, uint8_t *new_id_r, struct assent_err *err)
+/* Rotations exclude each other through an flock on PATH.lock, held
+ * from reading the file to renaming the new one into place: two at once
+ * would both pick the same next id and one key would be lost. The lock
+ * file stays (removing it would race with a rotation opening it). */
+static int
+keys_lock(const char *path, int *fd_r, struct assent_err *err)
+{
+	char *lock = xasprintf("%s.lock", path);
+	int fd;
+
+	*fd_r = -1;
+	fd = open(lock, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		err_set(err, errno == ENOENT ? EX_NOINPUT : EX_CANTCREAT,
+		    "%s: %s", lock, strerror(errno));
+		free(lock);
+		return -1;
+	}
+	while (flock(fd, LOCK_EX) < 0) {
+		if (errno == EINTR)
+			continue;
+		err_set(err, EX_IOERR, "%s: flock: %s", lock, strerror(errno));
+		close(fd);
+		free(lock);
+		return -1;
+	}
+	free(lock);
+	*fd_r = fd;
+	return 0;
+}
+
+static int
+keys_rotate_locked(const char *path, uint8_t *new_id_r, struct assent_err *err)
 {
 	struct keys *k;
 	struct keys_key key;
@@ -725,6 +777,7 @@ keys_rotate(const char *path, uint8_t *new_id_r, struct assent_err *err)
 	char why[128];
 	int rc = -1;
 
+	memset(&key, 0, sizeof(key));
 	if (keys_load(path, &k, err) == -1)
 		return -1;
 	for (size_t i = 0; i < k->nkeys; i++)
@@ -750,5 +803,22 @@ keys_rotate(const char *path, uint8_t *new_id_r, struct assent_err *err)
 out:
 	OPENSSL_cleanse(&key, sizeof(key));
 	keys_free(k);
+	return rc;
+}
+
+int
+keys_rotate(const char *path, uint8_t *new_id_r, struct assent_err *err)
+{
+	struct stat st;
+	int fd, rc;
+
+	/* No lock file beside a keys file that isn't there. */
+	if (stat(path, &st) < 0 && errno == ENOENT)
+		return err_set(err, EX_NOINPUT, "%s: no keys file; run "
+		    "\"assent keys generate\" to make one", path);
+	if (keys_lock(path, &fd, err) == -1)
+		return -1;
+	rc = keys_rotate_locked(path, new_id_r, err);
+	close(fd);              /* releases the lock */
 	return rc;
 }

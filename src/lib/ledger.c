@@ -127,7 +127,8 @@ ledger_history(PGconn *conn, const char *subscriber_id, json_t **history_r,
 	    " " LEDGER_ISO("e.basis_expires_at") " AS basis_expires_at,"
 	    " host(e.ip) AS ip, e.user_agent, e.page, e.operator, e.source,"
 	    " e.import_file, e.import_sha256, e.import_line,"
-	    " e.consent_text_version, " LEDGER_ISO("e.erased_at") " AS erased_at,"
+	    " e.consent_text_version, e.consent_text_sha256,"
+	    " " LEDGER_ISO("e.erased_at") " AS erased_at,"
 	    " encode(e.chain_sha256, 'hex') AS chain"
 	    " FROM ledger e LEFT JOIN lists l ON l.id = e.list_id"
 	    " WHERE e.subscriber_id = $1 ORDER BY e.seq", 1, params) == -1)
@@ -158,23 +159,44 @@ ledger_erase(PGconn *conn, const char *subscriber_id, long *count_r,
 /* Rows per FETCH: memory stays flat whatever the ledger's size. */
 #define LEDGER_FETCH 2000
 
-/* The walk's columns. 1 to 15 are C in canonical order (see ledger.h),
- * 16 to 20 are P. */
+/* The walk's columns. 1 to 16 are C in canonical order (see ledger.h),
+ * 17 to 21 are P; then what the checks need besides. */
 #define LEDGER_WALK_SQL \
-	"SELECT id, subscriber_id, seq, list_id, action, channel," \
-	" status_before, status_after," \
-	" (extract(epoch FROM at) * 1000000)::bigint, operator," \
-	" consent_text_version, basis," \
-	" (extract(epoch FROM basis_expires_at) * 1000000)::bigint," \
-	" import_sha256, import_line, encode(personal_sha256, 'hex')," \
-	" text(ip), user_agent, page, source, import_file," \
-	" encode(salt, 'hex'), encode(content_sha256, 'hex')," \
-	" encode(chain_sha256, 'hex'), erased_at IS NOT NULL" \
-	" FROM ledger ORDER BY subscriber_id, seq, id"
+	"SELECT e.id, e.subscriber_id, e.seq, e.list_id, e.action, e.channel," \
+	" e.status_before, e.status_after," \
+	" (extract(epoch FROM e.at) * 1000000)::bigint, e.operator," \
+	" e.consent_text_version, e.consent_text_sha256, e.basis," \
+	" (extract(epoch FROM e.basis_expires_at) * 1000000)::bigint," \
+	" e.import_sha256, e.import_line, encode(e.personal_sha256, 'hex')," \
+	" text(e.ip), e.user_agent, e.page, e.source, e.import_file," \
+	" encode(e.salt, 'hex'), encode(e.content_sha256, 'hex')," \
+	" encode(e.chain_sha256, 'hex'), e.erased_at IS NOT NULL," \
+	" coalesce(e.erased_at < e.at, false)," \
+	" e.erased_at IS NOT NULL AND s.erased_at IS NULL," \
+	" coalesce(s.ledger_seq, 0)" \
+	" FROM ledger e LEFT JOIN subscribers s ON s.id = e.subscriber_id" \
+	" ORDER BY e.subscriber_id, e.seq, e.id"
 
 enum {
-	LW_ID, LW_SUB, LW_SEQ, LW_LIST, LW_AFTER = 7, LW_PERSONAL = 15,
-	LW_IP, LW_IMPORT_FILE = 20, LW_SALT, LW_CONTENT, LW_CHAIN, LW_ERASED,
+	LW_ID, LW_SUB, LW_SEQ, LW_LIST, LW_AFTER = 7, LW_TEXT_VERSION = 10,
+	LW_TEXT_SHA256, LW_PERSONAL = 16, LW_IP, LW_IMPORT_FILE = 21, LW_SALT,
+	LW_CONTENT, LW_CHAIN, LW_ERASED, LW_ERASED_EARLY, LW_SUB_NOT_ERASED,
+	LW_SUB_COUNT,
+};
+
+/* The subscribers side: every subscription, and every subscriber whose
+ * count of events (subscribers.ledger_seq) isn't 0 (list_id NULL when
+ * it has no subscription). */
+#define LEDGER_SUBS_SQL \
+	"SELECT p.id, s.list_id, s.status, p.ledger_seq" \
+	" FROM subscribers p LEFT JOIN subscriptions s ON s.subscriber_id = p.id" \
+	" WHERE s.subscriber_id IS NOT NULL OR p.ledger_seq <> 0" \
+	" ORDER BY p.id, s.list_id"
+
+/* A consent wording's digest as recomputed here from its body. */
+struct ledger_text {
+	char *version;
+	char sha256[65];
 };
 
 /* A server-side cursor read LEDGER_FETCH rows at a time. */
@@ -193,11 +215,14 @@ struct ledger_last {
 
 struct ledger_walk {
 	struct ledger_verify_result *r;
+	struct ledger_text *texts;        /* sorted by version (bytes) */
+	size_t ntexts;
 	EVP_MD_CTX *head;
 	unsigned char *buf;               /* canonical text being built */
 	size_t len, cap;
 	long long sub;                    /* current subscriber; 0: none yet */
 	long long last_id, last_seq;
+	long long count;                  /* subscribers.ledger_seq of sub */
 	unsigned char last_chain[32];
 	struct ledger_last every, *lists; /* every: list_id 0; seq 0 when none */
 	size_t nlists, lists_cap;
@@ -337,6 +362,10 @@ ledger_check_personal(struct ledger_walk *w, const struct ledger_cursor *c)
 				return "erased, yet it still holds personal data";
 		if (ledger_cursor_get(c, LW_SALT) != NULL)
 			return "erased, yet it still holds its salt";
+		if (strcmp(ledger_cursor_get(c, LW_ERASED_EARLY), "t") == 0)
+			return "erased before the event was written";
+		if (strcmp(ledger_cursor_get(c, LW_SUB_NOT_ERASED), "t") == 0)
+			return "erased, yet its subscriber is not";
 		return NULL;
 	}
 	if (ledger_unhex(ledger_cursor_get(c, LW_SALT), salt, sizeof(salt)) == -1)
@@ -361,6 +390,37 @@ ledger_check_content(struct ledger_walk *w, const struct ledger_cursor *c)
 		return "content changed (the event no longer matches its "
 		    "content digest)";
 	return NULL;
+}
+
+static int
+ledger_text_cmp(const void *key, const void *elem)
+{
+	return strcmp(key, ((const struct ledger_text *)elem)->version);
+}
+
+/* The wording the event names must still be the one it recorded. Events
+ * from before 0004 recorded no digest: nothing to compare. */
+static const char *
+ledger_check_text(const struct ledger_walk *w, const struct ledger_cursor *c,
+    char *why, size_t whylen)
+{
+	const char *version = ledger_cursor_get(c, LW_TEXT_VERSION);
+	const char *recorded = ledger_cursor_get(c, LW_TEXT_SHA256);
+	const struct ledger_text *t;
+
+	if (version == NULL || recorded == NULL)
+		return NULL;
+	t = bsearch(version, w->texts, w->ntexts, sizeof(*w->texts),
+	    ledger_text_cmp);
+	if (t == NULL)
+		snprintf(why, whylen, "consent text \"%.64s\" is gone", version);
+	else if (strcmp(t->sha256, recorded) != 0)
+		snprintf(why, whylen, "consent text \"%.64s\" was changed: its "
+		    "wording no longer matches the SHA-256 this event recorded",
+		    version);
+	else
+		return NULL;
+	return why;
 }
 
 /* chain = SHA-256(previous chain || content), from the stored digests. */
@@ -419,16 +479,19 @@ ledger_check_event(struct ledger_walk *w, const struct ledger_cursor *c)
 {
 	long long id = ledger_cursor_ll(c, LW_ID), seq = ledger_cursor_ll(c, LW_SEQ);
 	unsigned char chain[32];
+	char why[200];
 	const char *what;
 
 	w->r->events++;
+	w->count = ledger_cursor_ll(c, LW_SUB_COUNT);
 	if (seq != w->last_seq + 1)
 		ledger_problem(w->r, id, w->sub, seq, w->last_seq == 0 ?
 		    "the chain starts at seq %lld: %lld earlier event(s) missing" :
 		    "seq %lld follows seq %lld: event(s) missing", seq,
 		    w->last_seq == 0 ? seq - 1 : w->last_seq);
 	else if ((what = ledger_check_personal(w, c)) != NULL ||
-	    (what = ledger_check_content(w, c)) != NULL)
+	    (what = ledger_check_content(w, c)) != NULL ||
+	    (what = ledger_check_text(w, c, why, sizeof(why))) != NULL)
 		ledger_problem(w->r, id, w->sub, seq, "%s", what);
 	if ((what = ledger_check_link(w, c, chain)) != NULL)
 		ledger_problem(w->r, id, w->sub, seq, "%s", what);
@@ -439,13 +502,21 @@ ledger_check_event(struct ledger_walk *w, const struct ledger_cursor *c)
 }
 
 /* One subscription against the events of its subscriber (w->sub, or a
- * subscriber without events when sub differs). */
+ * subscriber without events when sub differs); status NULL: no
+ * subscription, a subscriber that counts count events. */
 static void
 ledger_check_subscription(struct ledger_walk *w, long long sub, long long list,
-    const char *status)
+    const char *status, long long count)
 {
 	const struct ledger_last *last = w->every.seq > 0 ? &w->every : NULL;
 
+	if (sub != w->sub && status == NULL) {
+		ledger_problem(w->r, 0, sub, 0, "the subscriber has had %lld "
+		    "event(s) but has none: all were deleted", count);
+		return;
+	}
+	if (status == NULL)
+		return;
 	if (sub != w->sub) {
 		ledger_problem(w->r, 0, sub, 0, "subscription to list %lld is %s "
 		    "but the subscriber has no event at all", list, status);
@@ -478,14 +549,18 @@ ledger_finish_subscriber(PGconn *conn, struct ledger_walk *w,
 		if (!all && sub > w->sub)
 			break;
 		ledger_check_subscription(w, sub, ledger_cursor_ll(subs, 1),
-		    ledger_cursor_get(subs, 2));
+		    ledger_cursor_get(subs, 2), ledger_cursor_ll(subs, 3));
 		subs->row++;
 	}
+	if (w->sub != 0 && w->count != w->last_seq)
+		ledger_problem(w->r, w->last_id, w->sub, w->last_seq, "the chain "
+		    "ends at seq %lld but the subscriber has had %lld event(s): "
+		    "the last were deleted", w->last_seq, w->count);
 	if (w->sub != 0)
 		EVP_DigestUpdate(w->head, w->last_chain, sizeof(w->last_chain));
 	w->nlists = 0;
 	w->every.seq = 0;
-	w->last_id = w->last_seq = 0;
+	w->last_id = w->last_seq = w->count = 0;
 	memset(w->last_chain, 0, sizeof(w->last_chain));
 	return rc == -1 ? -1 : 0;
 }
@@ -525,6 +600,31 @@ ledger_hex(const unsigned char *md, size_t n, char *out)
 		snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
+/* Every consent wording's SHA-256, recomputed from its body. */
+static int
+ledger_load_texts(PGconn *conn, struct ledger_walk *w, struct assent_err *err)
+{
+	unsigned char md[32];
+	const char *body;
+	PGresult *res;
+	int n;
+
+	if (db_exec(conn, &res, err, "SELECT version, body FROM consent_texts"
+	    " ORDER BY version COLLATE \"C\"", 0, NULL) == -1)
+		return -1;
+	n = PQntuples(res);
+	w->texts = xreallocarray(NULL, (size_t)n + 1, sizeof(*w->texts));
+	for (int i = 0; i < n; i++) {
+		body = PQgetvalue(res, i, 1);
+		EVP_Digest(body, strlen(body), md, NULL, EVP_sha256(), NULL);
+		w->texts[i].version = xstrdup(PQgetvalue(res, i, 0));
+		ledger_hex(md, sizeof(md), w->texts[i].sha256);
+	}
+	w->ntexts = (size_t)n;
+	PQclear(res);
+	return 0;
+}
+
 int
 ledger_verify(PGconn *conn, struct ledger_verify_result *r, struct assent_err *err)
 {
@@ -538,9 +638,9 @@ ledger_verify(PGconn *conn, struct ledger_verify_result *r, struct assent_err *e
 		return -1;
 	if (db_exec(conn, NULL, err, "DECLARE ledger_walk NO SCROLL CURSOR FOR "
 	    LEDGER_WALK_SQL, 0, NULL) == -1 ||
-	    db_exec(conn, NULL, err, "DECLARE ledger_walk_subs NO SCROLL CURSOR FOR"
-	    " SELECT subscriber_id, list_id, status FROM subscriptions"
-	    " ORDER BY subscriber_id, list_id", 0, NULL) == -1)
+	    db_exec(conn, NULL, err, "DECLARE ledger_walk_subs NO SCROLL CURSOR FOR "
+	    LEDGER_SUBS_SQL, 0, NULL) == -1 ||
+	    ledger_load_texts(conn, &w, err) == -1)
 		goto done;
 	if ((w.head = EVP_MD_CTX_new()) == NULL ||
 	    EVP_DigestInit_ex(w.head, EVP_sha256(), NULL) != 1) {
@@ -557,5 +657,8 @@ done:
 	EVP_MD_CTX_free(w.head);
 	free(w.buf);
 	free(w.lists);
+	for (size_t i = 0; i < w.ntexts; i++)
+		free(w.texts[i].version);
+	free(w.texts);
 	return rc;
 }

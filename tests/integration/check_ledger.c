@@ -249,6 +249,9 @@ struct tamper_case {
 	const char *what;                 /* in the message */
 };
 
+#define ERASE_ALL "ip = NULL, user_agent = NULL, page = NULL, source = NULL," \
+	" import_file = NULL, salt = NULL"
+
 #define EVENT(email, seq) "SELECT l.id FROM ledger l JOIN subscribers s" \
 	" ON s.id = l.subscriber_id WHERE s.email = '" email "' AND l.seq = " #seq
 
@@ -293,6 +296,15 @@ static const struct tamper_case tamper_cases[] = {
 	{ "chain digest replaced", EVENT("b@example.org", 2),
 	  "UPDATE ledger SET chain_sha256 = sha256(chain_sha256) WHERE id = $1",
 	  EVENT("b@example.org", 2), "chain link broken" },
+	{ "erased before the event was written", EVENT("a@example.org", 2),
+	  "UPDATE ledger SET " ERASE_ALL ", erased_at = '1999-01-01' WHERE id = $1",
+	  EVENT("a@example.org", 2), "erased before the event was written" },
+	{ "erased while the subscriber is not", EVENT("a@example.org", 2),
+	  "UPDATE ledger SET " ERASE_ALL ", erased_at = now() WHERE id = $1",
+	  EVENT("a@example.org", 2), "erased, yet its subscriber is not" },
+	{ "consent text digest replaced", EVENT("b@example.org", 1),
+	  "UPDATE ledger SET consent_text_sha256 = repeat('0', 64) WHERE id = $1",
+	  EVENT("b@example.org", 1), "content changed" },
 	{ "erased marker on a row that still holds its source",
 	  EVENT("a@example.org", 1),
 	  "UPDATE ledger SET erased_at = now(), salt = NULL WHERE id = $1",
@@ -408,9 +420,17 @@ START_TEST(test_plain_edits_refused)
 }
 END_TEST
 
+#define ERASE_FLAG_A "SELECT set_config('assent.ledger_erase'," \
+	" (SELECT id FROM subscribers WHERE email = 'a@example.org')::text, true)"
+
+#define ERASE_SUBSCRIBER "UPDATE subscribers SET email = NULL, email_key = NULL," \
+	" name = '', attrs = '{}', erased_at = now() WHERE id = $1"
+
 START_TEST(test_erasure_keeps_the_chain)
 {
 	char id[24];
+	const char *params[] = { id };
+	char sql[512];
 	struct assent_err err;
 	long n;
 
@@ -418,13 +438,18 @@ START_TEST(test_erasure_keeps_the_chain)
 	    count("SELECT id FROM subscribers WHERE email = 'b@example.org'"));
 	ck_assert_int_eq(db_begin(conn, &err), 0);
 	ck_assert_int_eq(ledger_erase(conn, id, &n, &err), 0);
+	ck_assert_int_eq(db_exec(conn, NULL, &err, ERASE_SUBSCRIBER, 1, params), 0);
 	ck_assert_int_eq(db_commit(conn, &err), 0);
 	ck_assert_int_eq(n, 4);
-	ck_assert_int_eq(count("SELECT count(*) FROM ledger WHERE subscriber_id ="
-	    " (SELECT id FROM subscribers WHERE email = 'b@example.org')"
-	    " AND ip IS NULL AND user_agent IS NULL AND page IS NULL AND source IS NULL"
-	    " AND import_file IS NULL AND salt IS NULL AND erased_at IS NOT NULL"
-	    " AND personal_sha256 IS NOT NULL"), 4);
+	/* the database's clock, not before the events */
+	ck_assert_int_eq(count("SELECT count(*) FROM ledger WHERE erased_at IS NOT NULL"
+	    " AND (erased_at < at OR erased_at > now())"), 0);
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM ledger WHERE"
+	    " subscriber_id = %s AND ip IS NULL AND user_agent IS NULL"
+	    " AND page IS NULL AND source IS NULL AND import_file IS NULL"
+	    " AND salt IS NULL AND erased_at IS NOT NULL"
+	    " AND personal_sha256 IS NOT NULL", id);
+	ck_assert_int_eq(count(sql), 4);
 	/* what isn't personal stays: the import's digest and line */
 	ck_assert_int_eq(count("SELECT count(*) FROM ledger WHERE erased_at IS NOT NULL"
 	    " AND import_sha256 IS NOT NULL AND import_line = 12"), 1);
@@ -433,17 +458,109 @@ START_TEST(test_erasure_keeps_the_chain)
 	/* the flag is gone afterwards */
 	ck_assert_int_eq(count("SELECT length(current_setting('assent.ledger_erase', true))"), 0);
 	assert_intact();
-	/* later events chain on; a second erasure takes only those */
-	add("b@example.org", "news", &cli_ev, false);
-	assert_intact();
+	/* a second erasure finds nothing left */
+	ck_assert_int_eq(db_begin(conn, &err), 0);
 	ck_assert_int_eq(ledger_erase(conn, id, &n, &err), 0);
-	ck_assert_int_eq(n, 1);
+	db_rollback(conn);
+	ck_assert_int_eq(n, 0);
 	assert_intact();
 }
 END_TEST
 
-#define ERASE_FLAG_A "SELECT set_config('assent.ledger_erase'," \
-	" (SELECT id FROM subscribers WHERE email = 'a@example.org')::text, true)"
+/* A flag set by hand may not choose the time of erasure. */
+START_TEST(test_erase_time_is_forced)
+{
+	struct assent_err err;
+
+	ck_assert_int_eq(db_begin(conn, &err), 0);
+	ck_assert_int_eq(db_exec(conn, NULL, &err, ERASE_FLAG_A, 0, NULL), 0);
+	ck_assert_msg(db_exec(conn, NULL, &err, "UPDATE ledger SET " ERASE_ALL ","
+	    " erased_at = '1999-01-01' WHERE subscriber_id = (SELECT id FROM"
+	    " subscribers WHERE email = 'a@example.org')", 0, NULL) == 0, "%s",
+	    err.msg);
+	ck_assert_int_eq(count("SELECT count(*) FROM ledger WHERE erased_at IS NOT NULL"), 5);
+	ck_assert_int_eq(count("SELECT count(*) FROM ledger WHERE erased_at <> now()"), 0);
+	db_rollback(conn);
+}
+END_TEST
+
+/* An INSERT may not choose its txid: a predicted future one would let
+ * that later transaction change a subscription without an event. */
+START_TEST(test_txid_is_forced)
+{
+	run_ok("BEGIN; INSERT INTO ledger (subscriber_id, action, channel, operator,"
+	    " source, txid) SELECT id, 'rectify', 'cli', 'tester', 'txid test',"
+	    " txid_current() + 5 FROM subscribers WHERE email = 'a@example.org'");
+	ck_assert_int_eq(count("SELECT count(*) FROM ledger WHERE source = 'txid test'"
+	    " AND txid = txid_current()"), 1);
+	run_ok("COMMIT");
+	assert_intact();
+}
+END_TEST
+
+/* A deleted last event that set no status (a rectify) shows against the
+ * subscriber's count of events. */
+START_TEST(test_deleted_statusless_tail)
+{
+	struct ledger_verify_result r;
+
+	run_ok("INSERT INTO ledger (subscriber_id, action, channel, operator, source)"
+	    " SELECT id, 'rectify', 'cli', 'tester', 'name fixed'"
+	    " FROM subscribers WHERE email = 'a@example.org'");
+	assert_intact();
+	tamper("DELETE FROM ledger WHERE id = $1", count(EVENT("a@example.org", 6)));
+	verify(&r);
+	ck_assert_int_eq(r.problems, 1);
+	ck_assert_int_eq(r.event_id, count(EVENT("a@example.org", 5)));
+	ck_assert_msg(strstr(r.what, "ends at seq 5 but the subscriber has had 6")
+	    != NULL, "%s", r.what);
+	/* every event deleted: the subscriber's count still says so */
+	tamper("DELETE FROM ledger WHERE subscriber_id = (SELECT id FROM subscribers"
+	    " WHERE email = 'a@example.org')", 0);
+	verify(&r);
+	ck_assert_int_gt(r.problems, 0);
+}
+END_TEST
+
+/* The wording an event names is in its content digest; a wording swapped
+ * later is found at the first event that named it. Wordings are never
+ * removed. */
+START_TEST(test_consent_text_covered)
+{
+	static const struct ledger_evidence text_ev = {
+		.source = "signup form", .ip = "192.0.2.8",
+		.operator_name = "tester", .consent_text_version = "v1",
+	};
+	struct ledger_verify_result r;
+	struct assent_err err;
+
+	run_ok("INSERT INTO consent_texts (version, body, sha256, created_by)"
+	    " VALUES ('v1', 'Yes, send me news.', encode(sha256('Yes, send me news.'),"
+	    " 'hex'), 'tester')");
+	add("e@example.org", "news", &text_ev, false);
+	add("f@example.org", "news", &text_ev, false);
+	ck_assert_int_eq(count("SELECT count(*) FROM ledger l JOIN consent_texts t"
+	    " ON t.version = l.consent_text_version"
+	    " WHERE l.consent_text_sha256 = t.sha256"), 2);
+	assert_intact();
+	ck_assert_int_eq(db_exec(conn, NULL, &err, "DELETE FROM consent_texts", 0,
+	    NULL), -1);
+	ck_assert_str_eq(db_last_sqlstate(), "42501");
+	/* (the ledger's foreign key may refuse it before the trigger does) */
+	ck_assert_int_eq(db_exec(conn, NULL, &err, "TRUNCATE consent_texts", 0,
+	    NULL), -1);
+	ck_assert_int_eq(count("SELECT count(*) FROM consent_texts"), 1);
+	tamper("UPDATE consent_texts SET body = 'Yes, sell my address.',"
+	    " sha256 = encode(sha256('Yes, sell my address.'), 'hex')", 0);
+	verify(&r);
+	ck_assert_int_eq(r.problems, 2);
+	ck_assert_int_eq(r.event_id, count("SELECT min(id) FROM ledger"
+	    " WHERE consent_text_version = 'v1'"));
+	ck_assert_msg(strstr(r.what, "consent text \"v1\" was changed") != NULL,
+	    "%s", r.what);
+}
+END_TEST
+
 
 /* Under the erasure flag for a@, each of these changes something
  * erasure may not. */
@@ -612,6 +729,10 @@ main(void)
 	tcase_add_loop_test(tc, test_plain_edits_refused, 0,
 	    sizeof(refused_edits) / sizeof(refused_edits[0]));
 	tcase_add_test(tc, test_erasure_keeps_the_chain);
+	tcase_add_test(tc, test_erase_time_is_forced);
+	tcase_add_test(tc, test_txid_is_forced);
+	tcase_add_test(tc, test_deleted_statusless_tail);
+	tcase_add_test(tc, test_consent_text_covered);
 	tcase_add_loop_test(tc, test_erase_flag_changes_nothing_else, 0,
 	    sizeof(erase_abuses) / sizeof(erase_abuses[0]));
 	tcase_add_test(tc, test_erase_flag_is_for_one_subscriber);

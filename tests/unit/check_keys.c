@@ -2,8 +2,10 @@
  * (old tokens still verify), permissions, and malformed files reported
  * as FILE:LINE: SETTING: problem. */
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -29,6 +31,24 @@
               "LS4vMDEyMzQ1Njc4OTo7PD0+P0A="
 
 #define NOW   1795000000LL
+
+/* ---- stat(), lying on request ------------------------------------------- */
+
+/* When set, stat() reports every file as mode 0600: a keys file that
+ * was swapped between the check and the open would look that way to a
+ * check by name. keys_load() must judge the descriptor it reads. This
+ * definition takes the place of libc's for everything linked in here. */
+static bool stat_lies;
+
+int
+stat(const char *restrict p, struct stat *restrict st)
+{
+	int rc = fstatat(AT_FDCWD, p, st, 0);
+
+	if (rc == 0 && stat_lies)
+		st->st_mode = (st->st_mode & ~(mode_t)07777) | 0600;
+	return rc;
+}
 
 /* ---- a private directory per test ----------------------------------- */
 
@@ -257,6 +277,7 @@ START_TEST(test_rotate)
 	const unsigned char *p;
 	struct assent_err err;
 	struct keys *k1, *k2;
+	char lock[160];
 	uint8_t id;
 	size_t plen;
 
@@ -270,7 +291,11 @@ START_TEST(test_rotate)
 	ck_assert_msg(keys_rotate(path, &id, &err) == 0, "%s", err.msg);
 	ck_assert_uint_eq(id, 2);
 	ck_assert_uint_eq(mode_of(path), 0600);
-	ck_assert_int_eq(count_entries(), 1);      /* no temporary left */
+	/* no temporary left; the lock file stays, private */
+	ck_assert_int_eq(count_entries(), 2);
+	ck_assert_msg(snprintf(lock, sizeof(lock), "%s.lock", path) <
+	    (int)sizeof(lock), "lock path");
+	ck_assert_uint_eq(mode_of(lock), 0600);
 	k2 = load_ok();
 	ck_assert_uint_eq(keys_count(k2), 2);
 	ck_assert_uint_eq(keys_current(k2)->id, 2);
@@ -310,7 +335,7 @@ START_TEST(test_rotate_full)
 	ck_assert_int_eq(keys_rotate(path, NULL, &err), -1);
 	ck_assert_int_eq(err.code, EX_CONFIG);
 	ck_assert_msg(strstr(err.msg, "no id is left") != NULL, "%s", err.msg);
-	ck_assert_uint_eq(count_entries(), 1);
+	ck_assert_uint_eq(count_entries(), 2);      /* the file and its lock */
 }
 END_TEST
 
@@ -350,6 +375,36 @@ START_TEST(test_rotate_refuses)
 	ck_assert_int_eq(keys_rotate(path, NULL, &err), -1);
 	ck_assert_int_eq(err.code, EX_CONFIG);
 	ck_assert_uint_eq(mode_of(path), 0644);
+}
+END_TEST
+
+/* Rotations at once each add their own key: none is lost. */
+#define CONCURRENT_ROTATES 8
+
+START_TEST(test_rotate_concurrent)
+{
+	pid_t pid[CONCURRENT_ROTATES];
+	struct assent_err err;
+	struct keys *k;
+	int status;
+
+	ck_assert_int_eq(keys_generate(path, &err), 0);
+	for (int i = 0; i < CONCURRENT_ROTATES; i++) {
+		pid[i] = fork();
+		ck_assert_int_ge(pid[i], 0);
+		if (pid[i] == 0)
+			_exit(keys_rotate(path, NULL, &err) == 0 ? 0 : 1);
+	}
+	for (int i = 0; i < CONCURRENT_ROTATES; i++) {
+		ck_assert_int_eq(waitpid(pid[i], &status, 0), pid[i]);
+		ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	k = load_ok();          /* a repeated id would not load */
+	ck_assert_uint_eq(keys_count(k), CONCURRENT_ROTATES + 1);
+	for (unsigned id = 1; id <= CONCURRENT_ROTATES + 1; id++)
+		ck_assert_msg(keys_find(k, (uint8_t)id) != NULL, "key %u lost", id);
+	ck_assert_uint_eq(keys_current(k)->id, CONCURRENT_ROTATES + 1);
+	keys_free(k);
 }
 END_TEST
 
@@ -407,6 +462,26 @@ START_TEST(test_permissions)
 	    "others (mode %04o); chmod 600 it", path, perm_cases[_i].how,
 	    (unsigned)perm_cases[_i].mode);
 	ck_assert_str_eq(err.msg, want);
+}
+END_TEST
+
+/* The mode is that of the file opened, not of whatever the name gives a
+ * second look. */
+START_TEST(test_permissions_of_opened_file)
+{
+	struct assent_err err;
+	struct keys *k;
+	int rc;
+
+	write_file(path, "current = 1;\npepper = \"" P32 "\";\n"
+	    "keys = ( { id = 1; secret = \"" S32 "\"; } );\n", 0644);
+	stat_lies = true;
+	rc = keys_load(path, &k, &err);
+	stat_lies = false;
+	ck_assert_int_eq(rc, -1);
+	ck_assert_ptr_null(k);
+	ck_assert_int_eq(err.code, EX_CONFIG);
+	ck_assert_msg(strstr(err.msg, "(mode 0644)") != NULL, "%s", err.msg);
 }
 END_TEST
 
@@ -614,9 +689,11 @@ keys_suite(void)
 	tcase_add_test(tc, test_rotate_full);
 	tcase_add_test(tc, test_rotate_keeps_order_and_gaps);
 	tcase_add_test(tc, test_rotate_refuses);
+	tcase_add_test(tc, test_rotate_concurrent);
 	tcase_add_test(tc, test_rotate_owner);
 	tcase_add_loop_test(tc, test_permissions, 0,
 	    sizeof(perm_cases) / sizeof(perm_cases[0]));
+	tcase_add_test(tc, test_permissions_of_opened_file);
 	tcase_add_test(tc, test_missing);
 	tcase_add_loop_test(tc, test_malformed, 0,
 	    sizeof(bad_cases) / sizeof(bad_cases[0]));

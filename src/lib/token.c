@@ -98,13 +98,14 @@ fail:
 
 /* The truncated MAC of body with the key's context. */
 static int
-token_mac(EVP_MAC_CTX *ctx, const unsigned char *body, unsigned char *mac)
+token_mac(EVP_MAC_CTX *ctx, const unsigned char *body, size_t body_len,
+    unsigned char *mac)
 {
 	unsigned char full[EVP_MAX_MD_SIZE];
 	size_t len;
 
 	if (!EVP_MAC_init(ctx, NULL, 0, NULL) ||
-	    !EVP_MAC_update(ctx, body, TOKEN_BODY_LEN) ||
+	    !EVP_MAC_update(ctx, body, body_len) ||
 	    !EVP_MAC_final(ctx, full, &len, sizeof(full)) ||
 	    len < TOKEN_MAC_LEN)
 		return -1;
@@ -266,7 +267,8 @@ token_make_with_key(struct token_signer *signer, uint8_t key_id,
 	if (signer->ctx[key_id] == NULL)
 		return err_set(err, EX_DATAERR, "no key with id %u", key_id);
 	token_pack(t, key_id, raw);
-	if (token_mac(signer->ctx[key_id], raw, raw + TOKEN_BODY_LEN) == -1)
+	if (token_mac(signer->ctx[key_id], raw, TOKEN_BODY_LEN,
+	    raw + TOKEN_BODY_LEN) == -1)
 		return err_set(err, EX_SOFTWARE, "HMAC-SHA256 failed (OpenSSL)");
 	token_encode(raw, out);
 	return 0;
@@ -293,7 +295,7 @@ token_verify(struct token_signer *signer, const char *text,
 	if (token_decode(text, raw) == -1 || token_unpack(raw, &t) == -1)
 		goto invalid;
 	if ((ctx = signer->ctx[t.key_id]) == NULL ||
-	    token_mac(ctx, raw, mac) == -1 ||
+	    token_mac(ctx, raw, TOKEN_BODY_LEN, mac) == -1 ||
 	    CRYPTO_memcmp(mac, raw + TOKEN_BODY_LEN, TOKEN_MAC_LEN) != 0)
 		goto invalid;
 	/* Signed by us, so what follows holds unless a key leaked or the
@@ -303,6 +305,165 @@ token_verify(struct token_signer *signer, const char *text,
 	if (t.issued_at > now + TOKEN_CLOCK_SKEW)
 		goto invalid;
 	if (t.purpose == TOKEN_CONFIRM && now - t.issued_at > confirm_ttl)
+		goto invalid;
+	*out = t;
+	return 0;
+invalid:
+	return err_set(err, EX_DATAERR, TOKEN_INVALID);
+}
+
+/* --- compact tokens: base32, for bounce addresses ---------------------- */
+
+_Static_assert(TOKEN_COMPACT_RAW_LEN % 5 == 0, "no base32 padding");
+_Static_assert(TOKEN_COMPACT_TEXT_LEN == TOKEN_COMPACT_RAW_LEN / 5 * 8,
+    "compact text length");
+
+static const char token_base32[] = "abcdefghijklmnopqrstuvwxyz234567";
+
+static void
+token_compact_encode(const unsigned char *raw, char *out)
+{
+	size_t o = 0;
+	uint64_t acc;
+
+	for (size_t i = 0; i < TOKEN_COMPACT_RAW_LEN; i += 5) {
+		acc = 0;
+		for (size_t k = 0; k < 5; k++)
+			acc = acc << 8 | raw[i + k];
+		for (int shift = 35; shift >= 0; shift -= 5)
+			out[o++] = token_base32[(acc >> shift) & 31];
+	}
+	out[o] = '\0';
+}
+
+/* Each character's value plus one, either case; 0 outside the alphabet. */
+static const unsigned char token_b32_plus1[256] = {
+	['a'] = 1, ['b'] = 2, ['c'] = 3, ['d'] = 4, ['e'] = 5, ['f'] = 6,
+	['g'] = 7, ['h'] = 8, ['i'] = 9, ['j'] = 10, ['k'] = 11, ['l'] = 12,
+	['m'] = 13, ['n'] = 14, ['o'] = 15, ['p'] = 16, ['q'] = 17,
+	['r'] = 18, ['s'] = 19, ['t'] = 20, ['u'] = 21, ['v'] = 22,
+	['w'] = 23, ['x'] = 24, ['y'] = 25, ['z'] = 26,
+	['A'] = 1, ['B'] = 2, ['C'] = 3, ['D'] = 4, ['E'] = 5, ['F'] = 6,
+	['G'] = 7, ['H'] = 8, ['I'] = 9, ['J'] = 10, ['K'] = 11, ['L'] = 12,
+	['M'] = 13, ['N'] = 14, ['O'] = 15, ['P'] = 16, ['Q'] = 17,
+	['R'] = 18, ['S'] = 19, ['T'] = 20, ['U'] = 21, ['V'] = 22,
+	['W'] = 23, ['X'] = 24, ['Y'] = 25, ['Z'] = 26,
+	['2'] = 27, ['3'] = 28, ['4'] = 29, ['5'] = 30, ['6'] = 31, ['7'] = 32,
+};
+
+static int
+token_compact_decode(const char *text, unsigned char *raw)
+{
+	const unsigned char *s = (const unsigned char *)text;
+	unsigned bad = 0, v;
+	uint64_t acc;
+	size_t o = 0;
+
+	if (strnlen(text, TOKEN_COMPACT_TEXT_LEN + 1) != TOKEN_COMPACT_TEXT_LEN)
+		return -1;
+	for (size_t i = 0; i < TOKEN_COMPACT_TEXT_LEN; i += 8) {
+		acc = 0;
+		for (size_t k = 0; k < 8; k++) {
+			v = token_b32_plus1[s[i + k]];
+			bad |= v == 0;
+			acc = acc << 5 | ((v - 1) & 31);
+		}
+		for (int shift = 32; shift >= 0; shift -= 8)
+			raw[o++] = (unsigned char)(acc >> shift);
+	}
+	return bad ? -1 : 0;
+}
+
+static const char *
+token_compact_problem(const struct token_compact *t)
+{
+	if (t->purpose != TOKEN_BOUNCE && t->purpose != TOKEN_UNSUBSCRIBE &&
+	    t->purpose != TOKEN_MANAGE)
+		return "a compact token is for bounce, unsubscribe or manage";
+	if (t->delivery_id == 0 || t->delivery_id > TOKEN_COMPACT_ID_MAX)
+		return "a compact token needs a delivery id from 1 to 2^56-1";
+	if (t->issued_at < 0 || t->issued_at > (int64_t)UINT32_MAX)
+		return "issue time out of range (1970 to 2106)";
+	return NULL;
+}
+
+static void
+token_compact_pack(const struct token_compact *t, uint8_t key_id,
+    unsigned char *raw)
+{
+	raw[0] = TOKEN_COMPACT_VERSION;
+	raw[1] = key_id;
+	raw[2] = (unsigned char)t->purpose;
+	for (int i = 0; i < 7; i++)
+		raw[3 + i] = (unsigned char)(t->delivery_id >> (8 * (6 - i)));
+	for (int i = 0; i < 4; i++)
+		raw[10 + i] = (unsigned char)(t->issued_at >> (8 * (3 - i)));
+}
+
+static void
+token_compact_unpack(const unsigned char *raw, struct token_compact *t)
+{
+	t->key_id = raw[1];
+	t->purpose = (enum token_purpose)raw[2];
+	t->delivery_id = 0;
+	for (int i = 0; i < 7; i++)
+		t->delivery_id = t->delivery_id << 8 | raw[3 + i];
+	t->issued_at = (int64_t)((uint32_t)raw[10] << 24 |
+	    (uint32_t)raw[11] << 16 | (uint32_t)raw[12] << 8 | raw[13]);
+}
+
+int
+token_compact_make_with_key(struct token_signer *signer, uint8_t key_id,
+    const struct token_compact *t, char *out, size_t outlen,
+    struct assent_err *err)
+{
+	unsigned char raw[TOKEN_COMPACT_RAW_LEN];
+	const char *problem;
+
+	if (outlen < TOKEN_COMPACT_TEXT_SIZE)
+		return err_set(err, EX_SOFTWARE, "token buffer too small");
+	out[0] = '\0';
+	if ((problem = token_compact_problem(t)) != NULL)
+		return err_set(err, EX_DATAERR, "%s", problem);
+	if (signer->ctx[key_id] == NULL)
+		return err_set(err, EX_DATAERR, "no key with id %u", key_id);
+	token_compact_pack(t, key_id, raw);
+	if (token_mac(signer->ctx[key_id], raw, TOKEN_COMPACT_BODY_LEN,
+	    raw + TOKEN_COMPACT_BODY_LEN) == -1)
+		return err_set(err, EX_SOFTWARE, "HMAC-SHA256 failed (OpenSSL)");
+	token_compact_encode(raw, out);
+	return 0;
+}
+
+int
+token_compact_make(struct token_signer *signer, const struct token_compact *t,
+    char *out, size_t outlen, struct assent_err *err)
+{
+	return token_compact_make_with_key(signer, signer->current_id, t, out,
+	    outlen, err);
+}
+
+int
+token_compact_verify(struct token_signer *signer, const char *text,
+    enum token_purpose expected, int64_t now, struct token_compact *out,
+    struct assent_err *err)
+{
+	unsigned char raw[TOKEN_COMPACT_RAW_LEN], mac[TOKEN_MAC_LEN];
+	struct token_compact t;
+	EVP_MAC_CTX *ctx;
+
+	memset(out, 0, sizeof(*out));
+	if (token_compact_decode(text, raw) == -1 ||
+	    raw[0] != TOKEN_COMPACT_VERSION)
+		goto invalid;
+	token_compact_unpack(raw, &t);
+	if ((ctx = signer->ctx[t.key_id]) == NULL ||
+	    token_mac(ctx, raw, TOKEN_COMPACT_BODY_LEN, mac) == -1 ||
+	    CRYPTO_memcmp(mac, raw + TOKEN_COMPACT_BODY_LEN,
+	    TOKEN_MAC_LEN) != 0)
+		goto invalid;
+	if (t.purpose != expected || token_compact_problem(&t) != NULL ||
+	    t.issued_at > now + TOKEN_CLOCK_SKEW)
 		goto invalid;
 	*out = t;
 	return 0;

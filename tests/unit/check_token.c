@@ -1,6 +1,7 @@
 /* check_token: signed tokens (src/lib/token.c): round trips, the
  * documented layout against an independent HMAC, and refusal of every
  * tampered, truncated, padded, cross-purpose, expired or future token. */
+#include <ctype.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -652,6 +653,315 @@ START_TEST(test_err_null)
 }
 END_TEST
 
+/* ---- compact tokens (bounce addresses) -------------------------------- */
+
+static const char b32[] = "abcdefghijklmnopqrstuvwxyz234567";
+
+/* An independent base32 of TOKEN_COMPACT_RAW_LEN bytes, bit by bit. */
+static void
+b32_encode(const unsigned char *raw, char *text)
+{
+	size_t nbits = TOKEN_COMPACT_RAW_LEN * 8, o = 0;
+
+	for (size_t bit = 0; bit < nbits; bit += 5) {
+		int v = 0;
+
+		for (size_t k = 0; k < 5; k++)
+			v = v << 1 | ((raw[(bit + k) / 8] >> (7 - (bit + k) % 8)) & 1);
+		text[o++] = b32[v];
+	}
+	text[o] = '\0';
+}
+
+static void
+b32_decode(const char *text, unsigned char *raw)
+{
+	memset(raw, 0, TOKEN_COMPACT_RAW_LEN);
+	for (size_t i = 0; i < TOKEN_COMPACT_TEXT_LEN; i++) {
+		const char *p = strchr(b32, text[i]);
+		int v;
+
+		ck_assert_ptr_nonnull(p);
+		v = (int)(p - b32);
+		for (size_t k = 0; k < 5; k++)
+			if (v & (1 << (4 - k)))
+				raw[(i * 5 + k) / 8] |= (unsigned char)
+				    (1 << (7 - (i * 5 + k) % 8));
+	}
+}
+
+/* Sign 14 body bytes with the key whose secret starts at fill. */
+static void
+forge_compact(const unsigned char *body, uint8_t fill, char *text)
+{
+	unsigned char raw[TOKEN_COMPACT_RAW_LEN], mac[32],
+	    secret[KEYS_SECRET_MIN];
+	unsigned int maclen = sizeof(mac);
+
+	for (size_t i = 0; i < sizeof(secret); i++)
+		secret[i] = (unsigned char)(fill + i);
+	memcpy(raw, body, TOKEN_COMPACT_BODY_LEN);
+	ck_assert_ptr_nonnull(HMAC(EVP_sha256(), secret, sizeof(secret), body,
+	    TOKEN_COMPACT_BODY_LEN, mac, &maclen));
+	memcpy(raw + TOKEN_COMPACT_BODY_LEN, mac, TOKEN_MAC_LEN);
+	b32_encode(raw, text);
+}
+
+static void
+compact_body(unsigned char *body, uint8_t version, uint8_t key,
+    uint8_t purpose, uint64_t id, uint32_t at)
+{
+	body[0] = version;
+	body[1] = key;
+	body[2] = purpose;
+	for (int i = 0; i < 7; i++)
+		body[3 + i] = (unsigned char)(id >> (48 - 8 * i));
+	for (int i = 0; i < 4; i++)
+		body[10 + i] = (unsigned char)(at >> (24 - 8 * i));
+}
+
+static void
+compact_make_ok(const struct token_compact *t, char *text)
+{
+	struct assent_err err;
+
+	ck_assert_msg(token_compact_make(signer, t, text,
+	    TOKEN_COMPACT_TEXT_SIZE, &err) == 0, "%s", err.msg);
+	ck_assert_uint_eq(strlen(text), TOKEN_COMPACT_TEXT_LEN);
+	ck_assert_uint_eq(strspn(text, b32), TOKEN_COMPACT_TEXT_LEN);
+}
+
+static void
+compact_refused(const char *text, enum token_purpose p, const char *what)
+{
+	struct token_compact out;
+	struct assent_err err;
+
+	memset(&out, 0xff, sizeof(out));
+	err_clear(&err);
+	ck_assert_msg(token_compact_verify(signer, text, p, NOW, &out, &err) ==
+	    -1, "accepted %s: \"%s\"", what, text);
+	ck_assert_int_eq(err.code, EX_DATAERR);
+	ck_assert_str_eq(err.msg, "invalid token");
+	ck_assert_uint_eq(out.delivery_id, 0);
+	ck_assert_uint_eq(out.key_id, 0);
+}
+
+static void
+compact_accepted(const char *text, enum token_purpose p,
+    struct token_compact *out)
+{
+	struct assent_err err;
+
+	ck_assert_msg(token_compact_verify(signer, text, p, NOW, out, &err) == 0,
+	    "refused \"%s\"", text);
+}
+
+static const struct token_compact compact_cases[] = {
+	{ TOKEN_BOUNCE, 1, NOW, 0 },
+	{ TOKEN_BOUNCE, TOKEN_COMPACT_ID_MAX, NOW, 0 },
+	{ TOKEN_BOUNCE, 0x01020304050607ULL, 0, 0 },
+	{ TOKEN_BOUNCE, 987654321, NOW + TOKEN_CLOCK_SKEW, 0 },
+	{ TOKEN_BOUNCE, 5, 1, 0 },
+	{ TOKEN_UNSUBSCRIBE, 77, NOW, 0 },
+	{ TOKEN_MANAGE, 78, NOW - 10 * YEAR, 0 },
+};
+
+START_TEST(test_compact_round_trip)
+{
+	const struct token_compact *t = &compact_cases[_i];
+	char text[TOKEN_COMPACT_TEXT_SIZE], upper[TOKEN_COMPACT_TEXT_SIZE];
+	struct token_compact out;
+
+	compact_make_ok(t, text);
+	/* "b-" + token fits a local part */
+	ck_assert_uint_le(strlen("b-") + strlen(text), 64);
+	compact_accepted(text, t->purpose, &out);
+	ck_assert_int_eq(out.purpose, t->purpose);
+	ck_assert_uint_eq(out.delivery_id, t->delivery_id);
+	ck_assert_int_eq(out.issued_at, t->issued_at);
+	ck_assert_uint_eq(out.key_id, 7);
+	/* an MTA that folds the local part to upper case, or half of it */
+	for (size_t i = 0; i < TOKEN_COMPACT_TEXT_LEN; i++)
+		upper[i] = (char)toupper((unsigned char)text[i]);
+	upper[TOKEN_COMPACT_TEXT_LEN] = '\0';
+	compact_accepted(upper, t->purpose, &out);
+	ck_assert_uint_eq(out.delivery_id, t->delivery_id);
+	for (size_t i = 0; i < TOKEN_COMPACT_TEXT_LEN; i += 2)
+		upper[i] = text[i];
+	compact_accepted(upper, t->purpose, &out);
+	ck_assert_uint_eq(out.delivery_id, t->delivery_id);
+}
+END_TEST
+
+/* The layout in token.h, signed by an independent implementation. */
+START_TEST(test_compact_layout)
+{
+	const struct token_compact *t = &compact_cases[_i];
+	char text[TOKEN_COMPACT_TEXT_SIZE], forged[TOKEN_COMPACT_TEXT_SIZE];
+	unsigned char body[TOKEN_COMPACT_BODY_LEN];
+
+	compact_make_ok(t, text);
+	compact_body(body, TOKEN_COMPACT_VERSION, 7, (uint8_t)t->purpose,
+	    t->delivery_id, (uint32_t)t->issued_at);
+	forge_compact(body, 7, forged);
+	ck_assert_str_eq(text, forged);
+}
+END_TEST
+
+/* Every bit of the 30 bytes flipped one at a time. */
+START_TEST(test_compact_bit_flip)
+{
+	struct token_compact t = compact_cases[_i];
+	unsigned char raw[TOKEN_COMPACT_RAW_LEN], bad[TOKEN_COMPACT_RAW_LEN];
+	char text[TOKEN_COMPACT_TEXT_SIZE], badtext[TOKEN_COMPACT_TEXT_SIZE];
+
+	compact_make_ok(&t, text);
+	b32_decode(text, raw);
+	b32_encode(raw, badtext);
+	ck_assert_str_eq(badtext, text);
+	for (size_t bit = 0; bit < TOKEN_COMPACT_RAW_LEN * 8; bit++) {
+		memcpy(bad, raw, sizeof(bad));
+		bad[bit / 8] ^= (unsigned char)(1 << (bit % 8));
+		b32_encode(bad, badtext);
+		compact_refused(badtext, t.purpose, "a flipped bit");
+	}
+}
+END_TEST
+
+/* Every bit of every character: only a change of case still passes. */
+START_TEST(test_compact_char_flip)
+{
+	struct token_compact t = compact_cases[0], out;
+	char text[TOKEN_COMPACT_TEXT_SIZE], bad[TOKEN_COMPACT_TEXT_SIZE];
+	int passed = 0;
+
+	compact_make_ok(&t, text);
+	for (size_t i = 0; i < TOKEN_COMPACT_TEXT_LEN; i++)
+		for (int b = 0; b < 8; b++) {
+			memcpy(bad, text, sizeof(bad));
+			bad[i] = (char)(bad[i] ^ (1 << b));
+			if (tolower((unsigned char)bad[i]) == text[i]) {
+				compact_accepted(bad, t.purpose, &out);
+				passed++;
+			} else
+				compact_refused(bad, t.purpose, "a flipped "
+				    "character bit");
+		}
+	ck_assert_int_gt(passed, 0);
+}
+END_TEST
+
+/* Made for one purpose, checked as another. */
+START_TEST(test_compact_wrong_purpose)
+{
+	static const enum token_purpose ps[] = {
+		TOKEN_BOUNCE, TOKEN_UNSUBSCRIBE, TOKEN_MANAGE
+	};
+	struct token_compact t = compact_cases[0], out;
+	char text[TOKEN_COMPACT_TEXT_SIZE];
+
+	t.purpose = ps[_i];
+	compact_make_ok(&t, text);
+	for (int p = TOKEN_PURPOSE_MIN; p <= TOKEN_PURPOSE_MAX; p++)
+		if ((enum token_purpose)p == t.purpose)
+			compact_accepted(text, t.purpose, &out);
+		else
+			compact_refused(text, (enum token_purpose)p,
+			    "another purpose");
+}
+END_TEST
+
+/* Well signed but against the rules, malformed, or of the other form. */
+START_TEST(test_compact_refused)
+{
+	struct token_compact t = compact_cases[0];
+	unsigned char body[TOKEN_COMPACT_BODY_LEN];
+	char text[TOKEN_COMPACT_TEXT_SIZE], bad[TOKEN_COMPACT_TEXT_SIZE + 8];
+	char longtok[TOKEN_TEXT_SIZE];
+	struct token lt = sample(TOKEN_BOUNCE), lout;
+	struct assent_err err;
+
+	compact_make_ok(&t, text);
+	/* length */
+	memcpy(bad, text, TOKEN_COMPACT_TEXT_LEN - 1);
+	bad[TOKEN_COMPACT_TEXT_LEN - 1] = '\0';
+	compact_refused(bad, TOKEN_BOUNCE, "a truncated token");
+	snprintf(bad, sizeof(bad), "%sa", text);
+	compact_refused(bad, TOKEN_BOUNCE, "a longer token");
+	compact_refused("", TOKEN_BOUNCE, "nothing");
+	snprintf(bad, sizeof(bad), "%s", text);
+	bad[10] = '1';
+	compact_refused(bad, TOKEN_BOUNCE, "a digit outside base32");
+	bad[10] = '=';
+	compact_refused(bad, TOKEN_BOUNCE, "padding");
+	/* the two forms never pass as each other */
+	make_ok(&lt, longtok);
+	compact_refused(longtok, TOKEN_BOUNCE, "a long token");
+	ck_assert_int_eq(token_verify(signer, text, TOKEN_BOUNCE, NOW, TTL,
+	    &lout, &err), -1);
+	/* issued in the future */
+	t.issued_at = NOW + TOKEN_CLOCK_SKEW + 1;
+	compact_make_ok(&t, text);
+	compact_refused(text, TOKEN_BOUNCE, "a token from the future");
+	/* properly signed, but a version, purpose or id not allowed */
+	compact_body(body, 0x81, 7, TOKEN_BOUNCE, 5, NOW);
+	forge_compact(body, 7, text);
+	compact_refused(text, TOKEN_BOUNCE, "an unknown version");
+	compact_body(body, TOKEN_COMPACT_VERSION, 7, TOKEN_CONFIRM, 5, NOW);
+	forge_compact(body, 7, text);
+	compact_refused(text, TOKEN_CONFIRM, "a confirm purpose");
+	compact_body(body, TOKEN_COMPACT_VERSION, 7, 9, 5, NOW);
+	forge_compact(body, 7, text);
+	compact_refused(text, (enum token_purpose)9, "an unknown purpose");
+	compact_body(body, TOKEN_COMPACT_VERSION, 7, TOKEN_BOUNCE, 0, NOW);
+	forge_compact(body, 7, text);
+	compact_refused(text, TOKEN_BOUNCE, "delivery id 0");
+	/* a key we do not have, and the right key id with a wrong secret */
+	compact_body(body, TOKEN_COMPACT_VERSION, 3, TOKEN_BOUNCE, 5, NOW);
+	forge_compact(body, 3, text);
+	compact_refused(text, TOKEN_BOUNCE, "an unknown key");
+	compact_body(body, TOKEN_COMPACT_VERSION, 7, TOKEN_BOUNCE, 5, NOW);
+	forge_compact(body, 8, text);
+	compact_refused(text, TOKEN_BOUNCE, "a wrong secret");
+	forge_compact(body, 7, text);
+	compact_accepted(text, TOKEN_BOUNCE, &t);
+	ck_assert_uint_eq(t.delivery_id, 5);
+}
+END_TEST
+
+static const struct {
+	struct token_compact t;
+	int code;
+} compact_make_bad[] = {
+	{ { TOKEN_CONFIRM, 5, NOW, 0 }, EX_DATAERR },
+	{ { (enum token_purpose)0, 5, NOW, 0 }, EX_DATAERR },
+	{ { (enum token_purpose)5, 5, NOW, 0 }, EX_DATAERR },
+	{ { TOKEN_BOUNCE, 0, NOW, 0 }, EX_DATAERR },
+	{ { TOKEN_BOUNCE, TOKEN_COMPACT_ID_MAX + 1, NOW, 0 }, EX_DATAERR },
+	{ { TOKEN_BOUNCE, UINT64_MAX, NOW, 0 }, EX_DATAERR },
+	{ { TOKEN_BOUNCE, 5, -1, 0 }, EX_DATAERR },
+	{ { TOKEN_BOUNCE, 5, (int64_t)UINT32_MAX + 1, 0 }, EX_DATAERR },
+};
+
+START_TEST(test_compact_make_refuses)
+{
+	char text[TOKEN_COMPACT_TEXT_SIZE];
+	struct assent_err err;
+
+	memset(text, 'x', sizeof(text));
+	ck_assert_int_eq(token_compact_make(signer, &compact_make_bad[_i].t,
+	    text, sizeof(text), &err), -1);
+	ck_assert_int_eq(err.code, compact_make_bad[_i].code);
+	ck_assert_str_eq(text, "");
+	ck_assert_int_eq(token_compact_make_with_key(signer, 9,
+	    &compact_cases[0], text, sizeof(text), &err), -1);
+	ck_assert_int_eq(token_compact_make(signer, &compact_cases[0], text,
+	    TOKEN_COMPACT_TEXT_LEN, &err), -1);
+	ck_assert_int_eq(err.code, EX_SOFTWARE);
+}
+END_TEST
+
 static Suite *
 token_suite(void)
 {
@@ -682,6 +992,17 @@ token_suite(void)
 	    sizeof(make_bad_cases) / sizeof(make_bad_cases[0]));
 	tcase_add_test(tc, test_make_small_buffer);
 	tcase_add_test(tc, test_err_null);
+	tcase_add_loop_test(tc, test_compact_round_trip, 0,
+	    sizeof(compact_cases) / sizeof(compact_cases[0]));
+	tcase_add_loop_test(tc, test_compact_layout, 0,
+	    sizeof(compact_cases) / sizeof(compact_cases[0]));
+	tcase_add_loop_test(tc, test_compact_bit_flip, 0,
+	    sizeof(compact_cases) / sizeof(compact_cases[0]));
+	tcase_add_test(tc, test_compact_char_flip);
+	tcase_add_loop_test(tc, test_compact_wrong_purpose, 0, 3);
+	tcase_add_test(tc, test_compact_refused);
+	tcase_add_loop_test(tc, test_compact_make_refuses, 0,
+	    sizeof(compact_make_bad) / sizeof(compact_make_bad[0]));
 	suite_add_tcase(s, tc);
 	return s;
 }

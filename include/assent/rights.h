@@ -10,9 +10,7 @@
  * The person is found by address (addr_parse(), then the canonical
  * key); an address no subscriber has is refused with EX_DATAERR "no
  * subscriber ...". Export, rectification and erasure each write a row
- * to the audit table (sql/0005_rights.sql) in the same transaction as
- * what they do; rights_audit() writes one for other actions on personal
- * data (a suppression entry removed). An audit row never holds an
+ * to the audit table (audit.h) in the same transaction as what they do. An audit row never holds an
  * address: its subject is "subscriber ID" or "suppression ID".
  *
  * Memory: strings and structs passed in are borrowed for the call.
@@ -27,31 +25,12 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 
+#include "assent/audit.h"
 #include "assent/err.h"
 #include "assent/ledger.h"
 #include "assent/suppress.h"
 
 #define RIGHTS_EXPORT_FORMAT "assent-subject-export/1"
-
-/* Who acts: the operator's Unix user and the machine's host name. */
-struct rights_actor {
-	const char *operator_name;
-	const char *host;
-};
-
-/* The actor for this process: operator_name (borrowed) and this
- * machine's host name, written to host (size bytes; "unknown" when it
- * cannot be read). */
-void rights_actor_local(struct rights_actor *a, const char *operator_name,
-    char *host, size_t size);
-
-/* Append an audit row in the caller's transaction, or on its own when
- * there is none. action: export, rectify, erase, suppress-remove.
- * subject: "subscriber 42", "suppression 17" (never an address; the
- * database refuses anything else). detail (borrowed, may be NULL): an
- * object of facts that name no person. */
-int rights_audit(PGconn *conn, const struct rights_actor *who, const char *action,
-    const char *subject, const json_t *detail, struct assent_err *err);
 
 /* Everything held about the subscriber with this address as one
  * document (format RIGHTS_EXPORT_FORMAT): profile, subscriptions,
@@ -60,7 +39,7 @@ int rights_audit(PGconn *conn, const struct rights_actor *who, const char *actio
  * pepper), messages, generated_at. Read from one snapshot; the audit
  * row is written with it. */
 int rights_export(PGconn *conn, const struct suppress_ctx *ctx, const char *email,
-    const struct rights_actor *who, json_t **doc_r, struct assent_err *err);
+    const struct audit_actor *who, json_t **doc_r, struct assent_err *err);
 
 /* One attribute to set; an empty value removes the key. */
 struct rights_attr {
@@ -92,7 +71,7 @@ struct rights_rectify {
  * pending (lists moved back to pending).
  */
 int rights_rectify(PGconn *conn, const struct rights_rectify *r,
-    const struct rights_actor *who, json_t **summary_r, struct assent_err *err);
+    const struct audit_actor *who, json_t **summary_r, struct assent_err *err);
 
 /*
  * Withdrawal: end the subscription to list (list NULL: every
@@ -125,7 +104,7 @@ int rights_unsubscribe(PGconn *conn, const char *email, const char *list,
  * ledger_events_blanked, suppressions_hashed, suppression (entry id).
  */
 int rights_erase(PGconn *conn, const struct suppress_ctx *ctx, const char *email,
-    const char *reason, const struct rights_actor *who, json_t **summary_r,
+    const char *reason, const struct audit_actor *who, json_t **summary_r,
     struct assent_err *err);
 
 /* *erased_r: whether an active, unexpired suppression entry with reason

@@ -35,6 +35,7 @@
 #include <libpq-fe.h>
 
 #include "assent/addr.h"
+#include "assent/audit.h"
 #include "assent/err.h"
 
 #define SUPPRESS_HASH_HEX   64
@@ -107,6 +108,9 @@ struct suppress_removal {
 	const char *reason;             /* why, free text, required */
 	const char *removed_by;
 	bool force;                     /* allow complaint and erasure entries */
+	/* who acts, for the audit row written in the same transaction
+	 * (audit.h); required: a removal is an action on personal data */
+	const struct audit_actor *who;
 };
 
 /* Remove the active entry for t (or, when t is NULL, entry id). Refused

@@ -15,14 +15,14 @@
 
 /* Who acts, for the audit table: the Unix user and this machine. */
 struct rights_cli_actor {
-	struct rights_actor actor;
+	struct audit_actor actor;
 	char host[256];
 };
 
 static void
 rights_cli_actor(struct cli *cli, struct rights_cli_actor *a)
 {
-	rights_actor_local(&a->actor, cli->operator_name, a->host, sizeof(a->host));
+	audit_actor_local(&a->actor, cli->operator_name, a->host, sizeof(a->host));
 }
 
 /* Print a summary as JSON, or nothing (the caller prints text). */

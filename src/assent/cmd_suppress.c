@@ -151,8 +151,8 @@ suppress_cmd_rm(struct cli *cli, int argc, char **argv)
 		{ NULL, NULL, NULL },
 	};
 	long long id = 0, removed;
-	struct rights_actor who;
-	char *args[1], host[256], subject[40];
+	struct audit_actor who;
+	char *args[1], host[256];
 	int rc, nargs;
 
 	if ((rc = cli_parse(cli, &suppress_cmds[1], "suppress", argc, argv, opts,
@@ -181,15 +181,12 @@ suppress_cmd_rm(struct cli *cli, int argc, char **argv)
 		tp = &t;
 	if ((rc = cli_db(cli, false)) != 0)
 		return rc;
+	/* The removal is an action on personal data: it is audited in the
+	 * same transaction. */
+	audit_actor_local(&who, cli->operator_name, host, sizeof(host));
+	r.who = &who;
 	if (suppress_remove(cli->conn, tp, id, &r, &removed, &err) == -1)
 		return cli_fail(&err);
-	/* The removal is an action on personal data: audit it (rights.h). */
-	rights_actor_local(&who, cli->operator_name, host, sizeof(host));
-	snprintf(subject, sizeof(subject), "suppression %lld", removed);
-	if (rights_audit(cli->conn, &who, "suppress-remove", subject, NULL, &err) == -1) {
-		err_prefix(&err, "removed entry %lld, but", removed);
-		return cli_fail(&err);
-	}
 	if (cli->json) {
 		json_t *o = json_pack("{s:I}", "removed", (json_int_t)removed);
 		out_json(o);

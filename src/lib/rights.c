@@ -88,51 +88,15 @@ rights_find(PGconn *conn, const struct suppress_ctx *ctx, const char *email,
 
 /* --- the audit table ----------------------------------------------------------- */
 
-void
-rights_actor_local(struct rights_actor *a, const char *operator_name,
-    char *host, size_t size)
-{
-	if (gethostname(host, size) == -1 || host[0] == '\0')
-		snprintf(host, size, "unknown");
-	host[size - 1] = '\0';
-	a->operator_name = operator_name;
-	a->host = host;
-}
-
-int
-rights_audit(PGconn *conn, const struct rights_actor *who, const char *action,
-    const char *subject, const json_t *detail, struct assent_err *err)
-{
-	char *text;
-	int rc;
-
-	if (text_check_line(who->operator_name, 200, false, "operator", err) == -1 ||
-	    text_check_line(who->host, 255, false, "host", err) == -1)
-		return -1;
-	text = detail != NULL ? json_dumps(detail, JSON_COMPACT) : xstrdup("{}");
-	if (text == NULL)
-		return err_set(err, EX_SOFTWARE, "audit: detail is not JSON");
-	{
-		const char *params[] = { who->operator_name, who->host, action,
-		    subject, text };
-
-		rc = db_exec(conn, NULL, err, "INSERT INTO audit (operator, host,"
-		    " action, subject, detail) VALUES ($1, $2, $3, $4, $5::jsonb)",
-		    5, params);
-	}
-	free(text);
-	return rc == -1 ? err_prefix(err, "audit") : 0;
-}
-
 static int
-rights_audit_subscriber(PGconn *conn, const struct rights_actor *who,
+rights_audit_subscriber(PGconn *conn, const struct audit_actor *who,
     const char *action, const struct rights_person *p, const json_t *detail,
     struct assent_err *err)
 {
 	char subject[40];
 
 	snprintf(subject, sizeof(subject), "subscriber %s", p->id);
-	return rights_audit(conn, who, action, subject, detail, err);
+	return audit_append(conn, who, action, subject, detail, err);
 }
 
 /* --- export ---------------------------------------------------------------------- */
@@ -307,7 +271,7 @@ rights_export_start(PGconn *conn, json_t **doc_r, struct assent_err *err)
 
 int
 rights_export(PGconn *conn, const struct suppress_ctx *ctx, const char *email,
-    const struct rights_actor *who, json_t **doc_r, struct assent_err *err)
+    const struct audit_actor *who, json_t **doc_r, struct assent_err *err)
 {
 	struct rights_person p = { .name = NULL };
 	json_t *doc = NULL, *detail;
@@ -564,7 +528,7 @@ rights_rectify_events(PGconn *conn, const struct rights_person *p,
 
 static int
 rights_rectify_apply(PGconn *conn, const struct rights_person *p,
-    const struct rights_rectify *r, const struct rights_actor *who,
+    const struct rights_rectify *r, const struct audit_actor *who,
     const struct rights_change *c, json_t *pending, struct assent_err *err)
 {
 	struct ledger_evidence ev = { .operator_name = who->operator_name };
@@ -587,7 +551,7 @@ rights_rectify_apply(PGconn *conn, const struct rights_person *p,
 
 int
 rights_rectify(PGconn *conn, const struct rights_rectify *r,
-    const struct rights_actor *who, json_t **summary_r, struct assent_err *err)
+    const struct audit_actor *who, json_t **summary_r, struct assent_err *err)
 {
 	struct rights_person p = { .name = NULL };
 	struct rights_change c = { .fields = NULL };
@@ -792,7 +756,7 @@ rights_check_erase_reason(const struct rights_person *p, const char *reason,
  * already an erasure entry stays. */
 static int
 rights_erase_suppression(PGconn *conn, const struct rights_person *p,
-    const char *hash, const struct rights_actor *who, long long *id_r,
+    const char *hash, const struct audit_actor *who, long long *id_r,
     struct assent_err *err)
 {
 	char source[64];
@@ -840,7 +804,7 @@ struct rights_erasure {
 
 static int
 rights_erase_ledger(PGconn *conn, const struct rights_person *p,
-    const struct rights_actor *who, struct rights_erasure *e, struct assent_err *err)
+    const struct audit_actor *who, struct rights_erasure *e, struct assent_err *err)
 {
 	struct ledger_evidence ev = {
 		.source = "erasure (GDPR Art. 17)", .operator_name = who->operator_name,
@@ -868,7 +832,7 @@ rights_erase_ledger(PGconn *conn, const struct rights_person *p,
 
 static int
 rights_erase_steps(PGconn *conn, const struct suppress_ctx *ctx,
-    const struct rights_person *p, const struct rights_actor *who,
+    const struct rights_person *p, const struct audit_actor *who,
     struct rights_erasure *e, struct assent_err *err)
 {
 	const char *params[] = { p->addr.key, e->hash, who->operator_name };
@@ -897,7 +861,7 @@ rights_erasure_json(const struct rights_person *p, const struct rights_erasure *
 
 int
 rights_erase(PGconn *conn, const struct suppress_ctx *ctx, const char *email,
-    const char *reason, const struct rights_actor *who, json_t **summary_r,
+    const char *reason, const struct audit_actor *who, json_t **summary_r,
     struct assent_err *err)
 {
 	struct rights_person p = { .name = NULL };

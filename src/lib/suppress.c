@@ -406,6 +406,20 @@ suppress_mark_removed(PGconn *conn, const struct suppress_removal *r,
 	    " removed_reason = $3 WHERE id = $1", 3, params);
 }
 
+/* The removal and its audit row commit together. */
+static int
+suppress_audit_removal(PGconn *conn, const struct suppress_removal *r,
+    const char *id, struct assent_err *err)
+{
+	char subject[40];
+
+	if (r->who == NULL)
+		return err_set(err, EX_SOFTWARE, "a suppression removal needs its actor "
+		    "for the audit table");
+	snprintf(subject, sizeof(subject), "suppression %s", id);
+	return audit_append(conn, r->who, "suppress-remove", subject, NULL, err);
+}
+
 int
 suppress_remove(PGconn *conn, const struct suppress_target *t, long long id,
     const struct suppress_removal *r, long long *id_r, struct assent_err *err)
@@ -418,6 +432,7 @@ suppress_remove(PGconn *conn, const struct suppress_target *t, long long id,
 		return -1;
 	if (suppress_lock_active(conn, t, id, found, reason, err) == -1 ||
 	    suppress_mark_removed(conn, r, found, reason, err) == -1 ||
+	    suppress_audit_removal(conn, r, found, err) == -1 ||
 	    db_commit(conn, err) == -1) {
 		db_rollback(conn);
 		return -1;

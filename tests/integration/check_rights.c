@@ -25,7 +25,7 @@
 
 static unsigned char pepper[32];
 static struct suppress_ctx ctx = { pepper, sizeof(pepper), false };
-static const struct rights_actor who = { "tester", "testhost" };
+static const struct audit_actor who = { "tester", "testhost" };
 
 static const struct ledger_evidence web_ev = {
 	.source = "signup form of " ZELDA_NAME, .ip = "2001:db8::7",
@@ -518,7 +518,7 @@ zelda_with_history(void)
 	    { "nick", ZELDA_LOCAL } };
 	struct rights_rectify r = { .email = ZELDA, .attrs = attrs, .nattrs = 2,
 	    .reason = "form error" };
-	struct suppress_removal rm = { "mistake, said " ZELDA_LOCAL, "tester", false };
+	struct suppress_removal rm = { "mistake, said " ZELDA_LOCAL, "tester", false, &who };
 	struct suppress_target t;
 	struct assent_err err;
 	json_t *s;
@@ -796,9 +796,9 @@ START_TEST(test_audit_rows)
 	struct assent_err err;
 	json_t *d = json_pack("{s:s}", "k", "v");
 
-	ck_assert_int_eq(rights_audit(conn, &who, "suppress-remove", "suppression 3", d,
+	ck_assert_int_eq(audit_append(conn, &who, "suppress-remove", "suppression 3", d,
 	    &err), 0);
-	ck_assert_int_eq(rights_audit(conn, &who, "export", ZELDA_KEY, NULL, &err), -1);
+	ck_assert_int_eq(audit_append(conn, &who, "export", ZELDA_KEY, NULL, &err), -1);
 	ck_assert_int_eq(err.code, EX_DATAERR);
 	json_decref(d);
 	ck_assert_int_eq(count("SELECT count(*) FROM audit WHERE action ="

@@ -14,6 +14,8 @@
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
 /* bytes 0x00..0x1f: the expected hash below was computed with Python's hmac */
+static const struct audit_actor tester = { "tester", "testhost" };
+
 static unsigned char pepper[32];
 static struct suppress_ctx ctx = { pepper, sizeof(pepper), false };
 
@@ -61,7 +63,7 @@ add(const char *input, const char *reason)
 static int
 rm(const char *input, const char *why, bool force, struct assent_err *err)
 {
-	struct suppress_removal r = { why, "tester", force };
+	struct suppress_removal r = { why, "tester", force, &tester };
 	struct suppress_target t;
 
 	ck_assert_int_eq(suppress_target_parse(&ctx, input, false, &t, err), 0);
@@ -465,7 +467,7 @@ END_TEST
 
 START_TEST(test_remove_needs_a_reason_and_by_id)
 {
-	struct suppress_removal r = { "", "tester", false };
+	struct suppress_removal r = { "", "tester", false, &tester };
 	struct assent_err err;
 	long long id, removed;
 
@@ -477,6 +479,9 @@ START_TEST(test_remove_needs_a_reason_and_by_id)
 	ck_assert_int_eq(suppress_remove(conn, NULL, id + 100, &r, &removed, &err), -1);
 	ck_assert_int_eq(suppress_remove(conn, NULL, id, &r, &removed, &err), 0);
 	ck_assert_int_eq(removed, id);
+	/* recorded with it, in the same transaction */
+	ck_assert_int_eq(testhelp_query_long(conn, "SELECT count(*) FROM audit"
+	    " WHERE action = 'suppress-remove' AND operator = 'tester'"), 1);
 	/* The value is free for a new entry. */
 	ck_assert(add("a@example.org", "manual") != id);
 }
@@ -726,6 +731,24 @@ START_TEST(test_export)
 }
 END_TEST
 
+/* A removal whose audit row cannot be written does not happen. */
+START_TEST(test_remove_and_audit_are_one)
+{
+	struct suppress_removal r = { "mistake", "tester", false, NULL };
+	struct audit_actor nowhere = { "tester", "bad\nhost" };
+	struct assent_err err;
+	long long id, removed;
+
+	id = add("a@example.org", "manual");
+	ck_assert_int_eq(suppress_remove(conn, NULL, id, &r, &removed, &err), -1);
+	r.who = &nowhere;
+	ck_assert_int_eq(suppress_remove(conn, NULL, id, &r, &removed, &err), -1);
+	ck_assert_int_eq(testhelp_query_long(conn, "SELECT count(*) FROM suppressions"
+	    " WHERE removed_at IS NULL"), 1);
+	ck_assert_int_eq(testhelp_query_long(conn, "SELECT count(*) FROM audit"), 0);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -757,6 +780,7 @@ main(void)
 	tcase_add_test(tc, test_import_hashed_keeps_no_address);
 	tcase_add_test(tc, test_import_many_batches);
 	tcase_add_test(tc, test_export);
+	tcase_add_test(tc, test_remove_and_audit_are_one);
 	suite_add_tcase(s, tc);
 	return testhelp_run_suite(s);
 }

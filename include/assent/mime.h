@@ -42,9 +42,9 @@
  * <LEFT@DOMAIN> with the domain of the From address.
  *
  * Memory: every input is borrowed for the call. mime_build() replaces
- * the content of the caller's mime_buf, which grows as needed and is
+ * the content of the caller's struct buf (buf.h), which grows as needed and is
  * meant to be reused for the next message (no allocation once it is big
- * enough); free it with mime_buf_free().
+ * enough); free it with buf_free().
  */
 #ifndef ASSENT_MIME_H
 #define ASSENT_MIME_H
@@ -52,6 +52,7 @@
 #include <stddef.h>
 #include <time.h>
 
+#include "assent/buf.h"
 #include "assent/err.h"
 
 #define MIME_LINE_MAX      78   /* header fold target */
@@ -85,18 +86,10 @@ struct mime_message {
 };
 
 /* A growing output buffer; data is NUL-terminated (len excludes it). */
-struct mime_buf {
-	char *data;
-	size_t len;
-	size_t cap;
-};
-
-void mime_buf_init(struct mime_buf *b);
-void mime_buf_free(struct mime_buf *b);
 
 /* Build m into out (its previous content replaced). On failure out is
  * emptied and err says which input was refused and why. */
-int mime_build(const struct mime_message *m, struct mime_buf *out,
+int mime_build(const struct mime_message *m, struct buf *out,
     struct assent_err *err);
 
 /* The envelope sender PREFIX TOKEN@DOMAIN into out (outsize bytes),

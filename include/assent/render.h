@@ -35,8 +35,8 @@
  * Memory: render_compile() copies what it needs from text; the caller
  * frees the template with render_free(). A compiled template is never
  * changed by rendering, so threads may share one. render_run() borrows
- * the values for the call and appends to the caller's render_buf, which
- * grows as needed and is meant to be reused (render_buf_reset()) so
+ * the values for the call and appends to the caller's struct buf (buf.h), which
+ * grows as needed and is meant to be reused (buf_reset()) so
  * that rendering allocates nothing once the buffer is big enough.
  */
 #ifndef ASSENT_RENDER_H
@@ -45,6 +45,7 @@
 #include <stddef.h>
 #include <jansson.h>
 
+#include "assent/buf.h"
 #include "assent/err.h"
 
 #define RENDER_ATTR_KEY_MAX 64
@@ -67,21 +68,7 @@ struct render_values {
 	const char *organisation;
 };
 
-/* A growing output buffer. data is NUL-terminated after every call
- * (len excludes the NUL) or NULL while nothing was ever written. */
-struct render_buf {
-	char *data;
-	size_t len;
-	size_t cap;
-};
-
 struct render_template;
-
-/* Initialise an empty buffer; free its memory with render_buf_free(). */
-void render_buf_init(struct render_buf *b);
-void render_buf_free(struct render_buf *b);
-/* Empty the buffer, keeping its memory. */
-void render_buf_reset(struct render_buf *b);
 
 /* Parse text (NUL-terminated, valid UTF-8) as a template of kind.
  * EX_DATAERR with line and column for a bad field, an unterminated
@@ -97,7 +84,7 @@ void render_free(struct render_template *tpl);
  * subject value holds a control character (out is then left as it was
  * before the call). */
 int render_run(const struct render_template *tpl,
-    const struct render_values *values, struct render_buf *out,
+    const struct render_values *values, struct buf *out,
     struct assent_err *err);
 
 /* How many fields the template holds (for tests and previews). */

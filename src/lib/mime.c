@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "assent/buf.h"
 #include "assent/mime.h"
 #include "assent/text.h"
 #include "assent/xmalloc.h"
@@ -21,53 +22,6 @@
 static const char mime_hex[] = "0123456789ABCDEF";
 
 /* --- the output buffer ------------------------------------------------- */
-
-void
-mime_buf_init(struct mime_buf *b)
-{
-	b->data = NULL;
-	b->len = 0;
-	b->cap = 0;
-}
-
-void
-mime_buf_free(struct mime_buf *b)
-{
-	free(b->data);
-	mime_buf_init(b);
-}
-
-/* Room for n more bytes and a NUL. */
-static void
-mime_buf_reserve(struct mime_buf *b, size_t n)
-{
-	size_t need = b->len + n + 1, cap;
-
-	if (need < n)
-		abort();
-	if (need <= b->cap)
-		return;
-	cap = b->cap < 4096 ? 4096 : b->cap;
-	while (cap < need)
-		cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-	b->data = xreallocarray(b->data, cap, 1);
-	b->cap = cap;
-}
-
-static void
-mime_buf_add(struct mime_buf *b, const char *s, size_t n)
-{
-	mime_buf_reserve(b, n);
-	memcpy(b->data + b->len, s, n);
-	b->len += n;
-	b->data[b->len] = '\0';
-}
-
-static void
-mime_buf_str(struct mime_buf *b, const char *s)
-{
-	mime_buf_add(b, s, strlen(s));
-}
 
 /* --- checks on the inputs ---------------------------------------------- */
 
@@ -291,17 +245,17 @@ mime_check(const struct mime_message *m, struct assent_err *err)
  * start those of "Name:" (a fold before anything follows it would leave
  * an empty first line). */
 struct mime_hdr {
-	struct mime_buf *b;
+	struct buf *b;
 	size_t col;
 	size_t start;
 };
 
 static void
-mime_hdr_begin(struct mime_hdr *h, struct mime_buf *b, const char *name)
+mime_hdr_begin(struct mime_hdr *h, struct buf *b, const char *name)
 {
 	h->b = b;
-	mime_buf_str(b, name);
-	mime_buf_add(b, ":", 1);
+	buf_add_str(b, name);
+	buf_add(b, ":", 1);
 	h->col = h->start = strlen(name) + 1;
 }
 
@@ -311,11 +265,11 @@ static void
 mime_hdr_chunk(struct mime_hdr *h, const char *s, size_t n)
 {
 	if (h->col + 1 + n > MIME_LINE_MAX && h->col > h->start) {
-		mime_buf_add(h->b, "\r\n", 2);
+		buf_add(h->b, "\r\n", 2);
 		h->col = 0;
 	}
-	mime_buf_add(h->b, " ", 1);
-	mime_buf_add(h->b, s, n);
+	buf_add(h->b, " ", 1);
+	buf_add(h->b, s, n);
 	h->col += 1 + n;
 }
 
@@ -323,14 +277,14 @@ mime_hdr_chunk(struct mime_hdr *h, const char *s, size_t n)
 static void
 mime_hdr_glue(struct mime_hdr *h, const char *s, size_t n)
 {
-	mime_buf_add(h->b, s, n);
+	buf_add(h->b, s, n);
 	h->col += n;
 }
 
 static void
 mime_hdr_end(struct mime_hdr *h)
 {
-	mime_buf_add(h->b, "\r\n", 2);
+	buf_add(h->b, "\r\n", 2);
 }
 
 /* --- headers: RFC 2047 encoded-words ---------------------------------- */
@@ -393,7 +347,7 @@ mime_hdr_encoded(struct mime_hdr *h, const char *text, size_t n)
 		room = h->col + 1 + 24 <= MIME_LINE_MAX ?
 		    MIME_LINE_MAX - h->col - 1 : 0;
 		if (room < 24 && h->col > h->start) {
-			mime_buf_add(h->b, "\r\n", 2);
+			buf_add(h->b, "\r\n", 2);
 			h->col = 0;
 			room = MIME_LINE_MAX - 1;
 		}
@@ -554,7 +508,7 @@ mime_hdr_message_id(struct mime_hdr *h, const char *left, const char *domain)
 }
 
 static void
-mime_header_mailbox(struct mime_buf *b, const char *name,
+mime_header_mailbox(struct buf *b, const char *name,
     const struct mime_mailbox *mb)
 {
 	struct mime_hdr h;
@@ -572,7 +526,7 @@ mime_header_mailbox(struct mime_buf *b, const char *name,
 /* --- the headers ------------------------------------------------------- */
 
 static void
-mime_header_date(struct mime_buf *b, time_t date)
+mime_header_date(struct buf *b, time_t date)
 {
 	static const char days[][4] = {
 		"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"
@@ -590,11 +544,11 @@ mime_header_date(struct mime_buf *b, time_t date)
 	    "+0000\r\n", days[tm.tm_wday % 7], tm.tm_mday,
 	    months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
 	    tm.tm_sec);
-	mime_buf_str(b, line);
+	buf_add_str(b, line);
 }
 
 static void
-mime_headers(const struct mime_message *m, struct mime_buf *b)
+mime_headers(const struct mime_message *m, struct buf *b)
 {
 	struct mime_hdr h;
 
@@ -620,7 +574,7 @@ mime_headers(const struct mime_message *m, struct mime_buf *b)
 	if (m->unsubscribe_mailto != NULL)
 		mime_hdr_angle(&h, "mailto:", m->unsubscribe_mailto, "");
 	mime_hdr_end(&h);
-	mime_buf_str(b, "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+	buf_add_str(b, "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
 	    "MIME-Version: 1.0\r\n");
 }
 
@@ -744,23 +698,23 @@ mime_qp(const unsigned char *s, size_t len, char *out)
 }
 
 static void
-mime_body(struct mime_buf *b, const char *type, const char *body)
+mime_body(struct buf *b, const char *type, const char *body)
 {
 	size_t len = strlen(body);
 
-	mime_buf_str(b, "Content-Type: ");
-	mime_buf_str(b, type);
-	mime_buf_str(b, "; charset=utf-8\r\n"
+	buf_add_str(b, "Content-Type: ");
+	buf_add_str(b, type);
+	buf_add_str(b, "; charset=utf-8\r\n"
 	    "Content-Transfer-Encoding: quoted-printable\r\n\r\n");
 	if (len > (SIZE_MAX - 8) / 4)
 		abort();
-	mime_buf_reserve(b, 4 * len + 8);
+	buf_reserve(b, 4 * len + 8);
 	b->len += mime_qp((const unsigned char *)body, len, b->data + b->len);
 	b->data[b->len] = '\0';
 }
 
 static void
-mime_bodies(const struct mime_message *m, struct mime_buf *b)
+mime_bodies(const struct mime_message *m, struct buf *b)
 {
 	const char *seed = m->boundary_seed;
 
@@ -768,29 +722,28 @@ mime_bodies(const struct mime_message *m, struct mime_buf *b)
 		mime_body(b, "text/plain", m->text);
 		return;
 	}
-	mime_buf_str(b, "Content-Type: multipart/alternative;\r\n"
+	buf_add_str(b, "Content-Type: multipart/alternative;\r\n"
 	    " boundary=\"" MIME_BOUNDARY_PREFIX);
-	mime_buf_str(b, seed);
-	mime_buf_str(b, "\"\r\n\r\n--" MIME_BOUNDARY_PREFIX);
-	mime_buf_str(b, seed);
-	mime_buf_str(b, "\r\n");
+	buf_add_str(b, seed);
+	buf_add_str(b, "\"\r\n\r\n--" MIME_BOUNDARY_PREFIX);
+	buf_add_str(b, seed);
+	buf_add_str(b, "\r\n");
 	mime_body(b, "text/plain", m->text);
-	mime_buf_str(b, "\r\n--" MIME_BOUNDARY_PREFIX);
-	mime_buf_str(b, seed);
-	mime_buf_str(b, "\r\n");
+	buf_add_str(b, "\r\n--" MIME_BOUNDARY_PREFIX);
+	buf_add_str(b, seed);
+	buf_add_str(b, "\r\n");
 	mime_body(b, "text/html", m->html);
-	mime_buf_str(b, "\r\n--" MIME_BOUNDARY_PREFIX);
-	mime_buf_str(b, seed);
-	mime_buf_str(b, "--\r\n");
+	buf_add_str(b, "\r\n--" MIME_BOUNDARY_PREFIX);
+	buf_add_str(b, seed);
+	buf_add_str(b, "--\r\n");
 }
 
 int
-mime_build(const struct mime_message *m, struct mime_buf *out,
+mime_build(const struct mime_message *m, struct buf *out,
     struct assent_err *err)
 {
-	out->len = 0;
-	mime_buf_reserve(out, 0);
-	out->data[0] = '\0';
+	buf_reset(out);
+	buf_reserve(out, 0);    /* data is "" even when refused below */
 	if (mime_check(m, err) == -1)
 		return -1;
 	mime_headers(m, out);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "assent/buf.h"
 #include "assent/render.h"
 #include "assent/text.h"
 #include "assent/xmalloc.h"
@@ -59,55 +60,6 @@ static const struct {
 
 /* --- the output buffer ------------------------------------------------- */
 
-void
-render_buf_init(struct render_buf *b)
-{
-	b->data = NULL;
-	b->len = 0;
-	b->cap = 0;
-}
-
-void
-render_buf_free(struct render_buf *b)
-{
-	free(b->data);
-	render_buf_init(b);
-}
-
-void
-render_buf_reset(struct render_buf *b)
-{
-	b->len = 0;
-	if (b->data != NULL)
-		b->data[0] = '\0';
-}
-
-/* Room for n more bytes and a NUL. */
-static void
-render_buf_reserve(struct render_buf *b, size_t n)
-{
-	size_t need = b->len + n + 1, cap;
-
-	if (need < n)
-		abort();
-	if (need <= b->cap)
-		return;
-	cap = b->cap < 256 ? 256 : b->cap;
-	while (cap < need)
-		cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-	b->data = xreallocarray(b->data, cap, 1);
-	b->cap = cap;
-}
-
-static void
-render_buf_add(struct render_buf *b, const char *s, size_t n)
-{
-	render_buf_reserve(b, n);
-	memcpy(b->data + b->len, s, n);
-	b->len += n;
-	b->data[b->len] = '\0';
-}
-
 /* The HTML entity for c, or NULL when c stands for itself. */
 static const char *const render_html_entity[256] = {
 	['&'] = "&amp;", ['<'] = "&lt;", ['>'] = "&gt;", ['"'] = "&quot;",
@@ -115,13 +67,13 @@ static const char *const render_html_entity[256] = {
 };
 
 static void
-render_buf_add_html(struct render_buf *b, const char *s, size_t n)
+render_add_html(struct buf *b, const char *s, size_t n)
 {
 	const char *e;
 	char *o;
 	size_t el;
 
-	render_buf_reserve(b, n * 6);
+	buf_reserve(b, n * 6);
 	o = b->data + b->len;
 	for (size_t i = 0; i < n; i++) {
 		if ((e = render_html_entity[(unsigned char)s[i]]) == NULL) {
@@ -335,10 +287,10 @@ render_parse_field(struct render_template *tpl, const char *open,
 		part->key = xstrndup(name + strlen(RENDER_ATTR_PREFIX),
 		    n - strlen(RENDER_ATTR_PREFIX));
 	if (def != NULL && tpl->kind == RENDER_HTML) {
-		struct render_buf b;
+		struct buf b;
 
-		render_buf_init(&b);
-		render_buf_add_html(&b, def, def_len);
+		buf_init(&b);
+		render_add_html(&b, def, def_len);
 		free(def);
 		def = b.data;
 		def_len = b.len;
@@ -571,7 +523,7 @@ render_value_problem(enum render_kind kind, const char *s, size_t n)
 
 static int
 render_part(const struct render_template *tpl, const struct render_part *part,
-    const struct render_values *v, struct render_buf *out,
+    const struct render_values *v, struct buf *out,
     struct assent_err *err)
 {
 	char scratch[256], *heap = NULL;
@@ -581,7 +533,7 @@ render_part(const struct render_template *tpl, const struct render_part *part,
 	s = render_value(part, v, scratch, sizeof(scratch), &heap, &n);
 	if (s == NULL) {
 		if (part->def != NULL)
-			render_buf_add(out, part->def, part->def_len);
+			buf_add(out, part->def, part->def_len);
 		return 0;
 	}
 	if ((problem = render_value_problem(tpl->kind, s, n)) != NULL) {
@@ -591,27 +543,27 @@ render_part(const struct render_template *tpl, const struct render_part *part,
 		    tpl->kind == RENDER_SUBJECT ? "a subject" : "a message");
 	}
 	if (tpl->kind == RENDER_HTML)
-		render_buf_add_html(out, s, n);
+		render_add_html(out, s, n);
 	else
-		render_buf_add(out, s, n);
+		buf_add(out, s, n);
 	free(heap);
 	return 0;
 }
 
 int
 render_run(const struct render_template *tpl,
-    const struct render_values *values, struct render_buf *out,
+    const struct render_values *values, struct buf *out,
     struct assent_err *err)
 {
 	const struct render_part *part;
 	size_t start = out->len;
 
-	render_buf_reserve(out, 0);
+	buf_reserve(out, 0);
 	out->data[out->len] = '\0';
 	for (size_t i = 0; i < tpl->nparts; i++) {
 		part = &tpl->parts[i];
 		if (part->field == RENDER_LITERAL) {
-			render_buf_add(out, part->text, part->len);
+			buf_add(out, part->text, part->len);
 			continue;
 		}
 		if (render_part(tpl, part, values, out, err) == -1) {

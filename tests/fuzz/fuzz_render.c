@@ -3,7 +3,7 @@
  * message builder's header and body encoders.
  *
  * Built and run by tests/fuzz/run, which reads the two lines below.
- * fuzz-sources: src/lib/render.c src/lib/mime.c src/lib/text.c src/lib/err.c src/lib/xmalloc.c
+ * fuzz-sources: src/lib/render.c src/lib/mime.c src/lib/buf.c src/lib/text.c src/lib/err.c src/lib/xmalloc.c
  * fuzz-libs: -ljansson
  *
  * The first byte picks what the rest is: a template (subject, text or
@@ -73,7 +73,7 @@ fuzz_template(const char *text, enum render_kind kind)
 	};
 	struct render_template *t;
 	struct assent_err err;
-	struct render_buf b;
+	struct buf b;
 	json_t *attrs;
 
 	if (render_compile(text, kind, &t, &err) == -1) {
@@ -86,7 +86,7 @@ fuzz_template(const char *text, enum render_kind kind)
 	attrs = json_pack("{s:s, s:i, s:[i,s], s:n}", "city", "K\xc3\xb6ln",
 	    "n", 42, "arr", 1, "x", "nil");
 	v.attrs = attrs;
-	render_buf_init(&b);
+	buf_init(&b);
 	CHECK(render_run(t, &v, &b, &err) == 0);
 	CHECK(b.data != NULL && strlen(b.data) == b.len);
 	CHECK(text_is_utf8(b.data, b.len));
@@ -103,7 +103,7 @@ fuzz_template(const char *text, enum render_kind kind)
 		else
 			CHECK(!has_control(b.data, b.len));
 	}
-	render_buf_free(&b);
+	buf_free(&b);
 	render_free(t);
 	json_decref(attrs);
 }
@@ -203,7 +203,7 @@ fuzz_message(const char *s, enum slot slot)
 		.text = "body\n", .boundary_seed = "s",
 	};
 	struct assent_err err;
-	struct mime_buf b;
+	struct buf b;
 	size_t n = strlen(s);
 
 	switch (slot) {
@@ -212,7 +212,7 @@ fuzz_message(const char *s, enum slot slot)
 	case SLOT_LIST_NAME: m.list_name = s; break;
 	case SLOT_BODY: m.text = s; break;
 	}
-	mime_buf_init(&b);
+	buf_init(&b);
 	if (mime_build(&m, &b, &err) == -1) {
 		CHECK(err.code == EX_DATAERR);
 		CHECK(b.len == 0);
@@ -223,7 +223,7 @@ fuzz_message(const char *s, enum slot slot)
 		CHECK(slot == SLOT_BODY || !has_control(s, n));
 		check_message(b.data, b.len, m.text);
 	}
-	mime_buf_free(&b);
+	buf_free(&b);
 }
 
 int

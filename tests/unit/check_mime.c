@@ -83,14 +83,14 @@ static char *
 build(const struct mime_message *m)
 {
 	struct assent_err err;
-	struct mime_buf b;
+	struct buf b;
 	char *s;
 
-	mime_buf_init(&b);
+	buf_init(&b);
 	ck_assert_msg(mime_build(m, &b, &err) == 0, "%s", err.msg);
 	ck_assert_uint_eq(strlen(b.data), b.len);
 	s = strdup(b.data);
-	mime_buf_free(&b);
+	buf_free(&b);
 	return s;
 }
 
@@ -636,13 +636,13 @@ START_TEST(test_refused)
 {
 	struct mime_message m;
 	struct assent_err err;
-	struct mime_buf b;
+	struct buf b;
 	const char *v = bad_cases[_i].value;
 
 	base_message(&m);
 	m.html = html_plain;
 	m.reply_to.address = "ed@example.org";
-	mime_buf_init(&b);
+	buf_init(&b);
 	ck_assert(mime_build(&m, &b, &err) == 0);
 	ck_assert_uint_gt(b.len, 0);
 	switch (bad_cases[_i].field) {
@@ -673,7 +673,7 @@ START_TEST(test_refused)
 	/* the message names no raw control character */
 	for (const char *p = err.msg; *p != '\0'; p++)
 		ck_assert((unsigned char)*p >= 0x20);
-	mime_buf_free(&b);
+	buf_free(&b);
 }
 END_TEST
 
@@ -682,13 +682,13 @@ START_TEST(test_buffer_reuse)
 {
 	struct mime_message m;
 	struct assent_err err;
-	struct mime_buf b;
+	struct buf b;
 	char *first;
 	size_t cap;
 
 	base_message(&m);
 	m.html = html_plain;
-	mime_buf_init(&b);
+	buf_init(&b);
 	ck_assert(mime_build(&m, &b, &err) == 0);
 	cap = b.cap;
 	m.html = NULL;
@@ -697,7 +697,7 @@ START_TEST(test_buffer_reuse)
 	ck_assert_str_eq(b.data, first);
 	ck_assert_uint_eq(b.cap, cap);
 	free(first);
-	mime_buf_free(&b);
+	buf_free(&b);
 }
 END_TEST
 

@@ -60,20 +60,20 @@ render_string(const char *tpl, enum render_kind kind,
     const struct render_values *v, struct assent_err *err)
 {
 	struct render_template *t;
-	struct render_buf b;
+	struct buf b;
 	char *s;
 
 	if (render_compile(tpl, kind, &t, err) == -1)
 		return NULL;
-	render_buf_init(&b);
+	buf_init(&b);
 	if (render_run(t, v, &b, err) == -1) {
 		render_free(t);
-		render_buf_free(&b);
+		buf_free(&b);
 		return NULL;
 	}
 	render_free(t);
 	s = strdup(b.data != NULL ? b.data : "");
-	render_buf_free(&b);
+	buf_free(&b);
 	return s;
 }
 
@@ -302,28 +302,28 @@ START_TEST(test_subject_value_refused)
 	struct render_template *t;
 	struct render_values v = values, fine = values;
 	struct assent_err err;
-	struct render_buf b;
+	struct buf b;
 
 	ck_assert(render_compile(subject_value_cases[_i].tpl, RENDER_SUBJECT,
 	    &t, &err) == 0);
 	v.name = subject_value_cases[_i].name;
 	fine.attrs = NULL;
-	render_buf_init(&b);
+	buf_init(&b);
 	ck_assert_int_eq(render_run(t, &fine, &b, &err), 0);
 	/* the buffer is left as it was: "prefix" stays, nothing added */
-	render_buf_reset(&b);
+	buf_reset(&b);
 	ck_assert_int_eq(render_run(t, &v, &b, &err), -1);
 	ck_assert_int_eq(err.code, EX_DATAERR);
 	ck_assert_str_eq(err.msg, subject_value_cases[_i].want);
 	ck_assert_uint_eq(b.len, 0);
 	ck_assert_str_eq(b.data, "");
-	render_buf_reset(&b);
+	buf_reset(&b);
 	memcpy(b.data, "prefix", 7);
 	b.len = 6;
 	ck_assert_int_eq(render_run(t, &v, &b, &err), -1);
 	ck_assert_uint_eq(b.len, 6);
 	ck_assert_str_eq(b.data, "prefix");
-	render_buf_free(&b);
+	buf_free(&b);
 	render_free(t);
 }
 END_TEST
@@ -357,7 +357,7 @@ START_TEST(test_big_template)
 	char *tpl = malloc(n * plen + 1 + strlen(TAIL)), *want;
 	struct render_template *t;
 	struct assent_err err;
-	struct render_buf b;
+	struct buf b;
 
 	for (size_t i = 0; i < n; i++)
 		memcpy(tpl + i * plen, piece, plen);
@@ -370,14 +370,14 @@ START_TEST(test_big_template)
 	for (size_t i = 0; i < n; i++)
 		memcpy(want + i * olen, out_piece, olen);
 	strcpy(want + n * olen, TAIL_T);
-	render_buf_init(&b);
+	buf_init(&b);
 	for (int round = 0; round < 3; round++) {
-		render_buf_reset(&b);
+		buf_reset(&b);
 		ck_assert(render_run(t, &values, &b, &err) == 0);
 		ck_assert_uint_eq(b.len, strlen(want));
 		ck_assert(memcmp(b.data, want, b.len) == 0);
 	}
-	render_buf_free(&b);
+	buf_free(&b);
 	render_free(t);
 	free(want);
 	/* the same text with one bad field on the last line */
@@ -397,19 +397,19 @@ START_TEST(test_buffer_reuse)
 	struct render_template *t;
 	struct render_values v = values;
 	struct assent_err err;
-	struct render_buf b;
+	struct buf b;
 	char want[128], *data;
 	size_t cap;
 
 	ck_assert(render_compile("Dear {{ name | \"reader\" }}" TAIL,
 	    RENDER_TEXT, &t, &err) == 0);
-	render_buf_init(&b);
+	buf_init(&b);
 	ck_assert(render_run(t, &values, &b, &err) == 0);
 	data = b.data;
 	cap = b.cap;
 	for (int round = 0; round < 1000; round++) {
 		v.name = names[round % 4];
-		render_buf_reset(&b);
+		buf_reset(&b);
 		ck_assert(render_run(t, &v, &b, &err) == 0);
 		snprintf(want, sizeof(want), "Dear %s" TAIL_T,
 		    v.name[0] != '\0' ? v.name : "reader");
@@ -420,7 +420,7 @@ START_TEST(test_buffer_reuse)
 	/* appending: render_run adds to what is there */
 	ck_assert(render_run(t, &values, &b, &err) == 0);
 	ck_assert_uint_eq(b.len, strlen(want) + strlen("Dear Ann" TAIL_T));
-	render_buf_free(&b);
+	buf_free(&b);
 	ck_assert_ptr_null(b.data);
 	render_free(t);
 }

@@ -41,7 +41,11 @@ CREATE TABLE suppressions (
                             AND octet_length(value) <= 255
         WHEN 'hash'    THEN value ~ '^[0-9a-f]{64}$'
     END),
-    CHECK (mailbox_key IS NULL OR (kind = 'address' AND mailbox_key ~ '^[!-~]+@gmail\.com$')),
+    -- an address entry's mailbox key in plain; a hash entry's (an
+    -- erased gmail address) as its keyed hash
+    CHECK (mailbox_key IS NULL
+        OR (kind = 'address' AND mailbox_key ~ '^[!-~]+@gmail\.com$')
+        OR (kind = 'hash' AND mailbox_key ~ '^[0-9a-f]{64}$')),
     CHECK ((removed_at IS NULL) = (removed_by IS NULL)
        AND (removed_at IS NULL) = (removed_reason IS NULL))
 );

@@ -136,7 +136,8 @@ BEGIN
            OR (NEW.id, NEW.reason, NEW.added_by, NEW.added_at, NEW.expires_at)
            IS DISTINCT FROM
            (OLD.id, OLD.reason, OLD.added_by, OLD.added_at, OLD.expires_at)
-           OR NEW.mailbox_key IS NOT NULL
+           OR (converting AND NEW.mailbox_key IS NOT NULL)
+           OR (redacting AND NEW.mailbox_key IS DISTINCT FROM OLD.mailbox_key)
            OR (NEW.source IS DISTINCT FROM OLD.source AND NEW.source <> '(erased)')
            OR (NEW.removed_reason IS DISTINCT FROM OLD.removed_reason
                AND NEW.removed_reason <> '(erased)'

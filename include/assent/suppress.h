@@ -75,7 +75,8 @@ bool suppress_mailbox_key(const char *key, char out[ADDR_MAX + 1]);
 struct suppress_target {
 	enum suppress_kind kind;
 	char value[ADDR_DOMAIN_MAX + 1];        /* key, domain or hex hash */
-	char mailbox_key[ADDR_MAX + 1];         /* "" when none */
+	char mailbox_key[ADDR_MAX + 1];         /* "" when none; for a hashed
+	                                         * gmail address, its keyed hash */
 	char shown[ADDR_DOMAIN_MAX + 2];        /* for messages: "@dom", ... */
 };
 

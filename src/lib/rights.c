@@ -753,26 +753,32 @@ rights_check_erase_reason(const struct rights_person *p, const char *reason,
 
 /* The erasure entry: an active hash entry with reason erasure. An
  * active hash entry for another reason gives way to it; one that is
- * already an erasure entry stays. */
+ * already an erasure entry stays. For a gmail address it also carries
+ * the keyed hash of its mailbox key, so that with
+ * suppress.gmail_mailbox_key the other spellings stay blocked. */
 static int
-rights_erase_suppression(PGconn *conn, const struct rights_person *p,
-    const char *hash, const struct audit_actor *who, long long *id_r,
-    struct assent_err *err)
+rights_erase_suppression(PGconn *conn, const struct suppress_ctx *ctx,
+    const struct rights_person *p, const char *hash,
+    const struct audit_actor *who, long long *id_r, struct assent_err *err)
 {
-	char source[64];
-	const char *params[] = { hash, who->operator_name, source };
+	char source[64], mbox[ADDR_MAX + 1], mbox_hash[SUPPRESS_HASH_HEX + 1];
+	const char *params[] = { hash, who->operator_name, source, NULL };
 	PGresult *res;
 
 	snprintf(source, sizeof(source), "erasure of subscriber %s", p->id);
+	if (suppress_mailbox_key(p->addr.key, mbox)) {
+		suppress_hash(ctx, mbox, mbox_hash);
+		params[3] = mbox_hash;
+	}
 	if (db_exec(conn, NULL, err, "UPDATE suppressions SET removed_by = $2,"
 	    " removed_reason = CASE WHEN expires_at <= now() THEN 'expired'"
 	    " ELSE 'superseded by an erasure entry' END"
 	    " WHERE kind = 'hash' AND value = $1 AND removed_at IS NULL"
 	    " AND (reason <> 'erasure' OR expires_at <= now())", 2, params) == -1 ||
 	    db_exec(conn, NULL, err, "INSERT INTO suppressions (kind, value, reason,"
-	    " source, added_by) VALUES ('hash', $1, 'erasure', $3, $2)"
+	    " source, added_by, mailbox_key) VALUES ('hash', $1, 'erasure', $3, $2, $4)"
 	    " ON CONFLICT (kind, value) WHERE removed_at IS NULL DO NOTHING",
-	    3, params) == -1 ||
+	    4, params) == -1 ||
 	    db_exec(conn, &res, err, "SELECT id FROM suppressions WHERE kind = 'hash'"
 	    " AND value = $1 AND removed_at IS NULL", 1, params) == -1)
 		return -1;
@@ -840,7 +846,7 @@ rights_erase_steps(PGconn *conn, const struct suppress_ctx *ctx,
 
 	suppress_hash(ctx, p->addr.key, e->hash);
 	if (rights_erase_ledger(conn, p, who, e, err) == -1 ||
-	    rights_erase_suppression(conn, p, e->hash, who, &e->entry, err) == -1 ||
+	    rights_erase_suppression(conn, ctx, p, e->hash, who, &e->entry, err) == -1 ||
 	    rights_query_long(conn, "SELECT suppress_erase_plain($1, $2, $3)",
 	    3, params, &e->hashed, err) == -1)
 		return -1;

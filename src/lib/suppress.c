@@ -189,8 +189,13 @@ suppress_target_parse(const struct suppress_ctx *ctx, const char *input,
 	if (addr_parse(input, &addr, err) == -1)
 		return -1;
 	if (hash_addresses) {
+		char mbox[ADDR_MAX + 1];
+
 		t->kind = SUPPRESS_HASH;
 		suppress_hash(ctx, addr.key, t->value);
+		/* a gmail address keeps its mailbox key, hashed too */
+		if (suppress_mailbox_key(addr.key, mbox))
+			suppress_hash(ctx, mbox, t->mailbox_key);
 	} else {
 		t->kind = SUPPRESS_ADDRESS;
 		snprintf(t->value, sizeof(t->value), "%s", addr.key);
@@ -679,6 +684,7 @@ struct suppress_probe {
 	const char *domain;                     /* into key */
 	char hash[SUPPRESS_HASH_HEX + 1];
 	char mbox[ADDR_MAX + 1];                /* "" when none */
+	char mbox_hash[SUPPRESS_HASH_HEX + 1];  /* its keyed hash, "" when none */
 };
 
 /* The probes, and the arrays of the query: keys, domains, hashes,
@@ -704,9 +710,13 @@ suppress_gate_probes(const struct suppress_ctx *ctx, const char *const *keys,
 		suppress_bin_add(&a[0], p[i].key);
 		suppress_bin_add(&a[1], p[i].domain);
 		suppress_bin_add(&a[2], p[i].hash);
-		p[i].mbox[0] = '\0';
-		if (ctx->gmail_mailbox_key && suppress_mailbox_key(keys[i], p[i].mbox))
+		p[i].mbox[0] = p[i].mbox_hash[0] = '\0';
+		if (ctx->gmail_mailbox_key && suppress_mailbox_key(keys[i], p[i].mbox)) {
+			/* plain for address entries, hashed for erased ones */
+			suppress_mac_hex(&mac, p[i].mbox, p[i].mbox_hash);
 			suppress_bin_add(&a[3], p[i].mbox);
+			suppress_bin_add(&a[3], p[i].mbox_hash);
+		}
 	}
 	suppress_mac_free(&mac);
 	for (size_t k = 0; k < 4; k++)
@@ -725,8 +735,8 @@ suppress_match_rank(const PGresult *res, int r, const struct suppress_probe *p)
 		return 1;
 	if (kind[0] == 'h' && strcmp(value, p->hash) == 0)
 		return 2;
-	if (kind[0] == 'a' && p->mbox[0] != '\0' && !PQgetisnull(res, r, 3) &&
-	    strcmp(PQgetvalue(res, r, 3), p->mbox) == 0)
+	if (p->mbox[0] != '\0' && !PQgetisnull(res, r, 3) &&
+	    strcmp(PQgetvalue(res, r, 3), kind[0] == 'h' ? p->mbox_hash : p->mbox) == 0)
 		return 3;
 	if (kind[0] == 'd' && strcmp(value, p->domain) == 0)
 		return 4;

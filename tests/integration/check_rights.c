@@ -870,6 +870,43 @@ START_TEST(test_erasure_exceptions_only_for_the_erased)
 }
 END_TEST
 
+/* With gmail mailbox keys on, an erased gmail address keeps blocking
+ * its other spellings, though only its hash is kept. */
+START_TEST(test_erase_keeps_gmail_widening)
+{
+	struct suppress_ctx gmail = { pepper, sizeof(pepper), true };
+	const char *keys[] = { "h.a.n.k.hill+news@gmail.com", "hankhill@googlemail.com",
+	    "hank.hill@example.com" };
+	struct suppress_verdict v[3];
+	struct assent_err err;
+
+	struct suppress_new n = { "complaint", "s", "tester", NULL };
+	struct suppress_target t;
+	long long id;
+	bool added;
+
+	add("Hank.Hill@gmail.com", "news", &cli_ev, "cli", NULL, NULL, NULL);
+	/* an entry already kept hashed, which the erasure redacts */
+	ck_assert_int_eq(suppress_target_parse(&gmail, "hank.hill@gmail.com", true, &t,
+	    &err), 0);
+	ck_assert_int_eq(strlen(t.mailbox_key), 64);
+	ck_assert_msg(suppress_add(conn, &t, &n, &id, &added, &err) == 0, "%s", err.msg);
+	ck_assert_int_eq(rights_erase(conn, &gmail, "hank.hill@gmail.com", "ticket 5",
+	    &who, NULL, &err), 0);
+	ck_assert_int_eq(count("SELECT count(*) FROM suppressions WHERE kind = 'hash'"
+	    " AND reason = 'erasure' AND removed_at IS NULL"
+	    " AND mailbox_key ~ '^[0-9a-f]{64}$'"), 1);
+	ck_assert_int_eq(suppress_gate(conn, &gmail, keys, 3, v, &err), 0);
+	ck_assert(v[0].suppressed);
+	ck_assert(v[1].suppressed);
+	ck_assert(!v[2].suppressed);
+	/* with the option off, only the exact address */
+	ck_assert_int_eq(suppress_gate(conn, &ctx, keys, 3, v, &err), 0);
+	ck_assert(!v[0].suppressed);
+	ck_assert(!v[1].suppressed);
+}
+END_TEST
+
 /* What other entries of the erased address's hash said goes too. */
 START_TEST(test_erase_redacts_hash_entries)
 {
@@ -916,6 +953,7 @@ main(void)
 	tcase_add_loop_test(tc, test_erasure_exceptions_only_for_the_erased, 0,
 	    (int)(sizeof(misuse) / sizeof(misuse[0])));
 	tcase_add_test(tc, test_erase_redacts_hash_entries);
+	tcase_add_test(tc, test_erase_keeps_gmail_widening);
 	tcase_add_test(tc, test_erase_reason_may_name_the_channel);
 	suite_add_tcase(s, tc);
 	return testhelp_run_suite(s);

@@ -764,14 +764,7 @@ daemon_suite(void)
 int
 main(void)
 {
-	SRunner *sr;
-	int failed;
-
 	testhelp_require_servers();
 	atexit(kill_spawned);
-	sr = srunner_create(daemon_suite());
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed != 0;
+	return testhelp_run_suite(daemon_suite());
 }

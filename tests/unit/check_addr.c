@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include <check.h>
+#include "testhelp.h"
 
 #include "assent/addr.h"
 #include "assent/err.h"
@@ -471,11 +472,5 @@ addr_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(addr_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return testhelp_run_suite(addr_suite());
 }

@@ -2,6 +2,7 @@
 #include <sys/stat.h>
 
 #include <check.h>
+#include "testhelp.h"
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -890,11 +891,5 @@ conf_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(conf_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed != 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+	return testhelp_run_suite(conf_suite());
 }

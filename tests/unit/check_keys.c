@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <check.h>
+#include "testhelp.h"
 
 #include "assent/err.h"
 #include "assent/keys.h"
@@ -707,11 +708,5 @@ keys_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(keys_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return testhelp_run_suite(keys_suite());
 }

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include <check.h>
+#include "testhelp.h"
 #include <gmime/gmime.h>
 
 #include "assent/err.h"
@@ -895,14 +896,10 @@ mime_suite(void)
 int
 main(void)
 {
-	SRunner *sr;
-	int failed;
+	int rc;
 
 	g_mime_init();
-	sr = srunner_create(mime_suite());
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	rc = testhelp_run_suite(mime_suite());
 	g_mime_shutdown();
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return rc;
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include <check.h>
+#include "testhelp.h"
 #include <jansson.h>
 
 #include "assent/err.h"
@@ -475,11 +476,5 @@ render_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(render_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return testhelp_run_suite(render_suite());
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include <check.h>
+#include "testhelp.h"
 
 #include "assent/err.h"
 #include "assent/text.h"
@@ -232,11 +233,5 @@ text_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(text_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return testhelp_run_suite(text_suite());
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include <check.h>
+#include "testhelp.h"
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
@@ -1010,11 +1011,5 @@ token_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(token_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return testhelp_run_suite(token_suite());
 }

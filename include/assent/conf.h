@@ -39,6 +39,8 @@ struct assent_conf {
 	char *smtp_user;
 	char *smtp_password_file;
 	char *smtp_helo;
+	bool  smtp_tls_verify;
+	int   smtp_timeout;             /* seconds */
 
 	char *http_listen;
 	int   http_port;
@@ -52,6 +54,10 @@ struct assent_conf {
 	int   sending_rate;             /* messages per second, 0 = unlimited */
 	int   sending_concurrency;
 	int   sending_batch;
+	int   sending_max_attempts;
+	int   sending_retry_base;       /* seconds */
+	char *sending_domain_limits;    /* throttle.h's syntax; "" for none */
+	long  sending_max_schedule_age; /* seconds */
 
 	char *log_level;
 	bool  log_syslog;

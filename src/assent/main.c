@@ -24,6 +24,8 @@ static const struct {
 	{ "sub",    "add, confirm and show subscribers", cmd_sub },
 	{ "suppress", "the global suppression list: add, rm, ls, check, import, export",
 	  cmd_suppress },
+	{ "campaign", "write, preview, test, schedule and follow campaigns",
+	  cmd_campaign },
 	{ "ledger", "verify the consent ledger's chain", cmd_ledger },
 	{ "consent-text", "add, list and show the consent wordings shown to subscribers",
 	  cmd_consent },

@@ -6,6 +6,12 @@
  * check and the main loop (which will host the scheduler).
  * web.c owns the HTTP server: libmicrohttpd, the route table, and one
  * database connection per pool thread (never shared across threads).
+ * workers.c owns the sender workers: sending.concurrency threads, each
+ * with its own database connection, keys, token signer and SMTP
+ * transport, sharing one throttle.
+ * scheduler.c owns the scheduler thread: one per cluster at a time (an
+ * advisory lock), it starts due campaigns, turns the deliveries of dead
+ * senders into 'unknown' and marks finished campaigns done.
  *
  * Memory: web_start() copies what it needs from the configuration, so
  * main.c may free or replace its struct assent_conf at any time (on
@@ -15,6 +21,7 @@
 #ifndef ASSENTD_H
 #define ASSENTD_H
 
+#include <stdbool.h>
 #include <microhttpd.h>
 #include <libpq-fe.h>
 
@@ -35,6 +42,55 @@ int web_start(const struct assent_conf *conf, struct web **web_r,
 /* Stop accepting connections, finish, close every pool thread's
  * database connection and free web. NULL is allowed. */
 void web_stop(struct web *web);
+
+/* ---- workers.c: the sender workers ------------------------------------- */
+
+struct workers;
+
+/* Start conf->sending_concurrency workers. They borrow conf, which
+ * must stay as it is until workers_stop() (main.c keeps the start-up
+ * configuration for them across reloads).
+ * A worker that cannot reach the database or read the keys file logs
+ * why and retries with backoff; a relay that is down pauses the work
+ * with backoff. */
+int workers_start(const struct assent_conf *conf, struct workers **w_r,
+    struct assent_err *err);
+
+/* Apply the rate and domain limits of a reloaded configuration. */
+void workers_reload(struct workers *w, const struct assent_conf *conf);
+
+/* Stop claiming, let each worker finish the batch it holds, join them
+ * and free w. NULL is allowed. */
+void workers_stop(struct workers *w);
+
+/* ---- scheduler.c: the cluster's scheduler ------------------------------ */
+
+struct scheduler;
+
+/* Start the scheduler thread on its own connection to conf's database;
+ * it copies what it needs. */
+int scheduler_start(const struct assent_conf *conf, struct scheduler **s_r,
+    struct assent_err *err);
+
+/* Stop and join it. NULL is allowed. */
+void scheduler_stop(struct scheduler *s);
+
+/* ---- shared by the threads (workers.c) -------------------------------- */
+
+/* A stop flag with a file descriptor that becomes readable once the
+ * flag is raised, so that a thread can wait on it and a socket together. */
+struct stopper {
+	int fds[2];
+	volatile int stopped;
+};
+void stopper_init(struct stopper *st);
+void stopper_raise(struct stopper *st);
+void stopper_close(struct stopper *st);
+
+/* Wait up to ms milliseconds for the stopper or for a notification on
+ * conn (LISTENing); consume the notifications. Returns true when a
+ * notification arrived. */
+bool stopper_wait(struct stopper *st, PGconn *conn, int ms);
 
 /* ---- for route handlers (web.c and, later, web_*.c) ------------------ */
 

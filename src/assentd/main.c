@@ -31,6 +31,7 @@
 struct assentd {
 	char               *conf_path;   /* absolute: we chdir("/") */
 	struct assent_conf *conf;        /* replaced on a good SIGHUP */
+	struct assent_conf *start_conf;  /* the first one: the workers borrow it */
 	char               *dsn;         /* the one we started with */
 	bool                foreground;
 	bool                detached;
@@ -38,6 +39,8 @@ struct assentd {
 	int                 pid_fd;      /* holds its lock, or -1 */
 	int                 ready_fd;    /* to the waiting parent, or -1 */
 	struct web         *web;
+	struct workers     *workers;
+	struct scheduler   *scheduler;
 	PGconn             *db;          /* the main thread's connection */
 	bool                stopping;
 };
@@ -156,8 +159,17 @@ main_reload(struct assentd *d)
 	main_note_restart("http.port", old->http_port != fresh->http_port);
 	main_note_restart("daemon.pid_file",
 	    str_differs(old->daemon_pid_file, fresh->daemon_pid_file));
+	main_note_restart("smtp, sending (except rate and domain_limits) and sender",
+	    str_differs(old->smtp_host, fresh->smtp_host) ||
+	    old->smtp_port != fresh->smtp_port ||
+	    old->sending_concurrency != fresh->sending_concurrency ||
+	    old->sending_batch != fresh->sending_batch ||
+	    str_differs(old->sender_from, fresh->sender_from) ||
+	    str_differs(old->http_base_url, fresh->http_base_url));
+	workers_reload(d->workers, fresh);
 	d->conf = fresh;
-	conf_free(old);
+	if (old != d->start_conf)
+		conf_free(old);
 	main_log_setup(d);
 	log_info("reloaded configuration from %s (log level %s%s)",
 	    d->conf_path, d->conf->log_level != NULL ? d->conf->log_level : "info",
@@ -319,6 +331,8 @@ static void __attribute__((noreturn))
 main_exit(struct assentd *d, int code)
 {
 	main_ready(d, code);
+	scheduler_stop(d->scheduler);
+	workers_stop(d->workers);
 	web_stop(d->web);
 	if (d->db != NULL)
 		db_close(d->db);
@@ -328,6 +342,8 @@ main_exit(struct assentd *d, int code)
 	if (d->pid_fd != -1)
 		close(d->pid_fd);
 	log_info("%s", code == 0 ? "stopped" : "exiting");
+	if (d->start_conf != d->conf)
+		conf_free(d->start_conf);
 	conf_free(d->conf);
 	free(d->pid_file);
 	free(d->dsn);
@@ -461,6 +477,19 @@ main_db_ready(struct assentd *d)
 
 /* ---- main ------------------------------------------------------------------ */
 
+/* The sender workers and the scheduler, once the schema is known good. */
+static void
+main_start_sending(struct assentd *d)
+{
+	struct assent_err err;
+
+	err_clear(&err);
+	d->start_conf = d->conf;
+	if (workers_start(d->start_conf, &d->workers, &err) == -1 ||
+	    scheduler_start(d->start_conf, &d->scheduler, &err) == -1)
+		main_fail(d, &err);
+}
+
 static bool
 main_has_pid_file(const struct assentd *d)
 {
@@ -522,6 +551,8 @@ main(int argc, char **argv)
 	/* The waiting parent learns of a wrong schema (main_fail) rather
 	 * than of a start that ends a moment later. */
 	main_ready(&d, 0);
+	if (!d.stopping)
+		main_start_sending(&d);
 	while (!d.stopping)
 		main_wait(&d, -1);
 	main_exit(&d, 0);

@@ -19,6 +19,7 @@
 #include "assent/db.h"
 #include "assent/log.h"
 #include "assent/text.h"
+#include "assent/throttle.h"
 #include "assent/xmalloc.h"
 
 #define CONF_STRING_MAX 4096
@@ -56,6 +57,7 @@ static int conf_check_from(const char *, char *, size_t);
 static int conf_check_domain(const char *, char *, size_t);
 static int conf_check_listen(const char *, char *, size_t);
 static int conf_check_absolute(const char *, char *, size_t);
+static int conf_check_domain_limits(const char *, char *, size_t);
 
 static const char *const conf_starttls_names[] = {
 	[CONF_STARTTLS_OFF] = "off",
@@ -99,6 +101,13 @@ static const struct conf_setting conf_settings[] = {
 	{ .path = "smtp.helo", .type = CONF_STRING, .offset = OFF(smtp_helo),
 	  .def_string = "",
 	  .description = "name sent in EHLO; empty for the system host name" },
+	{ .path = "smtp.tls_verify", .type = CONF_BOOL, .offset = OFF(smtp_tls_verify),
+	  .def_number = 1,
+	  .description = "verify the relay's TLS certificate (turn off only "
+	  "for a relay on this host)" },
+	{ .path = "smtp.timeout", .type = CONF_INT, .offset = OFF(smtp_timeout),
+	  .def_number = 60, .min = 1, .max = 3600,
+	  .description = "seconds to wait for the relay at each SMTP step" },
 
 	{ .path = "http.listen", .type = CONF_STRING, .offset = OFF(http_listen),
 	  .def_string = "127.0.0.1", .flags = CONF_NONEMPTY,
@@ -135,6 +144,24 @@ static const struct conf_setting conf_settings[] = {
 	{ .path = "sending.batch", .type = CONF_INT, .offset = OFF(sending_batch),
 	  .def_number = 100, .min = 1, .max = 10000,
 	  .description = "messages claimed and sent per SMTP connection" },
+	{ .path = "sending.max_attempts", .type = CONF_INT,
+	  .offset = OFF(sending_max_attempts), .def_number = 8, .min = 1, .max = 100,
+	  .description = "attempts for a message the relay defers (4xx) before "
+	  "it counts as failed" },
+	{ .path = "sending.retry_base", .type = CONF_INT,
+	  .offset = OFF(sending_retry_base), .def_number = 60, .min = 1, .max = 86400,
+	  .description = "seconds before the first retry of a deferred message; "
+	  "doubled for each further attempt, at most an hour" },
+	{ .path = "sending.domain_limits", .type = CONF_STRING,
+	  .offset = OFF(sending_domain_limits), .def_string = "",
+	  .check = conf_check_domain_limits,
+	  .description = "per destination domain: DOMAIN=CONNECTIONS/PER_MINUTE, "
+	  "comma-separated, 0 for no limit, * for every other domain" },
+	{ .path = "sending.max_schedule_age", .type = CONF_LONG,
+	  .offset = OFF(sending_max_schedule_age), .def_number = 86400,
+	  .min = 60, .max = 31536000,
+	  .description = "seconds past its time after which a scheduled campaign "
+	  "is started only if scheduled with --force" },
 
 	{ .path = "log.level", .type = CONF_STRING, .offset = OFF(log_level),
 	  .def_string = "info", .flags = CONF_NONEMPTY, .check = conf_check_level,
@@ -513,6 +540,17 @@ conf_check_absolute(const char *value, char *why, size_t whylen)
 	if (value[0] == '/')
 		return 0;
 	snprintf(why, whylen, "\"%s\" is not an absolute path", value);
+	return -1;
+}
+
+static int
+conf_check_domain_limits(const char *value, char *why, size_t whylen)
+{
+	struct assent_err e;
+
+	if (throttle_check_spec(value, &e) == 0)
+		return 0;
+	snprintf(why, whylen, "%s", e.msg);
 	return -1;
 }
 

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -256,4 +258,123 @@ testhelp_run_suite(Suite *s)
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
 	return failed == 0 ? 0 : 1;
+}
+
+/* ---- processes and files ------------------------------------------------- */
+
+long
+testhelp_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+void
+testhelp_sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+char *
+testhelp_file_read(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	size_t len = 0, cap = 4096, n;
+	char *buf;
+
+	if (f == NULL)
+		return xstrdup("");
+	buf = xmalloc(cap);
+	while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0)
+		if ((len += n) + 1 == cap)
+			buf = xreallocarray(buf, cap *= 2, 1);
+	buf[len] = '\0';
+	fclose(f);
+	return buf;
+}
+
+/* Children this test process started: killed at exit, whatever happens
+ * to the test (a failed assertion exits the forked test process). */
+static pid_t testhelp_children[32];
+static size_t testhelp_nchildren;
+
+static void
+testhelp_kill_children(void)
+{
+	for (size_t i = 0; i < testhelp_nchildren; i++)
+		if (testhelp_children[i] > 0)
+			kill(testhelp_children[i], SIGKILL);
+}
+
+void
+testhelp_adopt(pid_t pid)
+{
+	static bool registered;
+
+	if (!registered) {
+		atexit(testhelp_kill_children);
+		registered = true;
+	}
+	if (testhelp_nchildren < sizeof(testhelp_children) / sizeof(testhelp_children[0]))
+		testhelp_children[testhelp_nchildren++] = pid;
+}
+
+pid_t
+testhelp_spawn(const char *const argv[], const char *log)
+{
+	pid_t pid;
+	int fd;
+
+	fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0600);
+	ck_assert_msg(fd != -1, "%s: %s", log, strerror(errno));
+	pid = fork();
+	ck_assert(pid != -1);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execv(argv[0], (char *const *)argv);
+		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	close(fd);
+	testhelp_adopt(pid);
+	return pid;
+}
+
+int
+testhelp_wait_exit(pid_t pid, long ms)
+{
+	long deadline = testhelp_now_ms() + ms;
+	int status;
+
+	while (testhelp_now_ms() <= deadline) {
+		if (waitpid(pid, &status, WNOHANG) == pid) {
+			for (size_t i = 0; i < testhelp_nchildren; i++)
+				if (testhelp_children[i] == pid)
+					testhelp_children[i] = 0;
+			return WIFEXITED(status) ? WEXITSTATUS(status) :
+			    128 + WTERMSIG(status);
+		}
+		testhelp_sleep_ms(10);
+	}
+	return -1;
+}
+
+bool
+testhelp_port_accepts(int port)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	bool ok;
+
+	sin.sin_port = htons((unsigned short)port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ok = connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0;
+	close(fd);
+	return ok;
 }

@@ -11,6 +11,8 @@
 #define ASSENT_TESTHELP_H
 
 #include <check.h>
+#include <stdbool.h>
+#include <sys/types.h>
 #include <libpq-fe.h>
 
 /* Exit 77 ("skipped") from a test binary when no database server is
@@ -55,6 +57,31 @@ void testhelp_fixture_drop(void);
 
 /* Run a test suite with TAP output and return main()'s exit code. */
 int testhelp_run_suite(Suite *s);
+
+/* ---- processes and files, for tests that run the programs ---------- */
+
+/* Milliseconds on a monotonic clock; sleeping. */
+long testhelp_now_ms(void);
+void testhelp_sleep_ms(long ms);
+
+/* The whole file as a fresh string ("" when it cannot be read). */
+char *testhelp_file_read(const char *path);
+
+/* Start argv (argv[0] a path) with stdout and stderr going to log
+ * (created or truncated). The child dies with the test process
+ * (PR_SET_PDEATHSIG), and every child still known is SIGKILLed when the
+ * test process exits. Returns the pid; aborts the test on failure. */
+pid_t testhelp_spawn(const char *const argv[], const char *log);
+
+/* Have pid (a process the test did not spawn itself, e.g. a detached
+ * daemon) SIGKILLed too when the test process exits. */
+void testhelp_adopt(pid_t pid);
+
+/* The exit status (or 128+signal) within ms, or -1 when still running. */
+int testhelp_wait_exit(pid_t pid, long ms);
+
+/* Does 127.0.0.1:port accept a TCP connection now? */
+bool testhelp_port_accepts(int port);
 
 /* One integer from a query (first row, first column); -1 on error. */
 long testhelp_query_long(PGconn *conn, const char *sql);

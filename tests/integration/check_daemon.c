@@ -29,11 +29,6 @@
 #define READY_MS       10000   /* how long start-up may take */
 #define STOP_MS        5000    /* how long SIGTERM may take */
 
-/* Daemons this test process started: killed at exit, whatever happens
- * to the test (a failed assertion exits the forked test process). */
-static pid_t spawned[8];
-static size_t nspawned;
-
 struct daemon {
 	pid_t  pid;
 	int    port;
@@ -44,41 +39,6 @@ struct daemon {
 };
 
 /* ---- time and files ------------------------------------------------------ */
-
-static long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-static void
-sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
-
-static char *
-file_read(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	size_t len = 0, cap = 4096, n;
-	char *buf;
-
-	if (f == NULL)
-		return xstrdup("");
-	buf = xmalloc(cap);
-	while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0)
-		if ((len += n) + 1 == cap)
-			buf = xreallocarray(buf, cap *= 2, 1);
-	buf[len] = '\0';
-	fclose(f);
-	return buf;
-}
 
 static void
 file_write(const char *path, const char *text)
@@ -94,7 +54,7 @@ file_write(const char *path, const char *text)
 static void
 file_replace(const char *path, const char *from, const char *to)
 {
-	char *text = file_read(path), *at, *out;
+	char *text = testhelp_file_read(path), *at, *out;
 
 	at = strstr(text, from);
 	ck_assert_msg(at != NULL, "%s has no \"%s\"", path, from);
@@ -119,104 +79,44 @@ count_in(const char *text, const char *needle)
 static bool
 log_wait(const struct daemon *d, const char *needle, int times, long ms)
 {
-	long deadline = now_ms() + ms;
+	long deadline = testhelp_now_ms() + ms;
 
 	for (;;) {
-		char *text = file_read(d->log);
+		char *text = testhelp_file_read(d->log);
 		int n = count_in(text, needle);
 
 		free(text);
 		if (n >= times)
 			return true;
-		if (now_ms() > deadline)
+		if (testhelp_now_ms() > deadline)
 			return false;
-		sleep_ms(20);
+		testhelp_sleep_ms(20);
 	}
 }
 
 /* ---- processes ------------------------------------------------------------- */
-
-static void
-kill_spawned(void)
-{
-	for (size_t i = 0; i < nspawned; i++)
-		if (spawned[i] > 0)
-			kill(spawned[i], SIGKILL);
-}
-
-static void
-remember_pid(pid_t pid)
-{
-	if (nspawned < sizeof(spawned) / sizeof(spawned[0]))
-		spawned[nspawned++] = pid;
-}
-
-static void
-forget_pid(pid_t pid)
-{
-	for (size_t i = 0; i < nspawned; i++)
-		if (spawned[i] == pid)
-			spawned[i] = 0;
-}
 
 /* Run assentd -c conf [arg] with stdout and stderr into d->log. */
 static void
 daemon_spawn(struct daemon *d, const char *arg)
 {
 	const char *bin = getenv("ASSENTD_BIN");
-	int fd;
+	const char *argv[] = { bin, "-c", d->conf, arg, NULL };
 
 	ck_assert_msg(bin != NULL, "ASSENTD_BIN is not set");
 	d->log = xasprintf("%s.log", d->conf);
-	fd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0600);
-	ck_assert_msg(fd != -1, "%s: %s", d->log, strerror(errno));
-	d->pid = fork();
-	ck_assert(d->pid != -1);
-	if (d->pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execl(bin, bin, "-c", d->conf, arg, (char *)NULL);
-		fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
-		_exit(127);
-	}
-	close(fd);
-	remember_pid(d->pid);
+	d->pid = testhelp_spawn(argv, d->log);
 }
 
 /* The exit status (or 128+signal) within ms, or -1 when still running. */
 static int
 daemon_wait_exit(struct daemon *d, long ms)
 {
-	long deadline = now_ms() + ms;
-	int status;
+	int status = testhelp_wait_exit(d->pid, ms);
 
-	while (now_ms() <= deadline) {
-		pid_t r = waitpid(d->pid, &status, WNOHANG);
-
-		if (r == d->pid) {
-			forget_pid(d->pid);
-			d->pid = 0;
-			return WIFEXITED(status) ? WEXITSTATUS(status) :
-			    128 + WTERMSIG(status);
-		}
-		sleep_ms(10);
-	}
-	return -1;
-}
-
-static bool
-port_accepts(int port)
-{
-	struct sockaddr_in sin = { .sin_family = AF_INET };
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	bool ok;
-
-	sin.sin_port = htons((unsigned short)port);
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ok = connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0;
-	close(fd);
-	return ok;
+	if (status != -1)
+		d->pid = 0;
+	return status;
 }
 
 /* Poll the port until it accepts; fail with the log if the daemon
@@ -224,20 +124,19 @@ port_accepts(int port)
 static void
 daemon_wait_ready(struct daemon *d)
 {
-	long deadline = now_ms() + READY_MS;
+	long deadline = testhelp_now_ms() + READY_MS;
 	int status;
 
-	while (!port_accepts(d->port)) {
+	while (!testhelp_port_accepts(d->port)) {
 		if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
-			char *log = file_read(d->log);
+			char *log = testhelp_file_read(d->log);
 
-			forget_pid(d->pid);
 			d->pid = 0;
 			ck_abort_msg("assentd exited during start-up:\n%s", log);
 		}
-		ck_assert_msg(now_ms() < deadline, "assentd never listened on %d",
+		ck_assert_msg(testhelp_now_ms() < deadline, "assentd never listened on %d",
 		    d->port);
-		sleep_ms(10);
+		testhelp_sleep_ms(10);
 	}
 }
 
@@ -245,16 +144,16 @@ daemon_wait_ready(struct daemon *d)
 static void
 daemon_stop(struct daemon *d, int sig)
 {
-	long start = now_ms();
+	long start = testhelp_now_ms();
 	int status;
 
 	ck_assert_int_eq(kill(d->pid, sig), 0);
 	status = daemon_wait_exit(d, STOP_MS);
 	if (status != 0) {
-		char *log = file_read(d->log);
+		char *log = testhelp_file_read(d->log);
 
 		ck_abort_msg("after signal %d: status %d after %ld ms; log:\n%s",
-		    sig, status, now_ms() - start, log);
+		    sig, status, testhelp_now_ms() - start, log);
 	}
 }
 
@@ -410,7 +309,9 @@ START_TEST(test_healthz_ok)
 	ck_assert(log_wait(&d, "ready", 1, 2000));
 	free(r.raw);
 	/* Each pool thread keeps its connection: many requests, few
-	 * connections (the main thread's and one per pool thread). */
+	 * connections (the main thread's, the scheduler's and one per pool
+	 * thread; the sender workers have no keys file here, so they do not
+	 * connect). */
 	for (int i = 0; i < 20; i++) {
 		r = http_request(d.port, "GET", "/healthz", NULL);
 		ck_assert_int_eq(r.status, 200);
@@ -419,7 +320,7 @@ START_TEST(test_healthz_ok)
 	conns = testhelp_query_long(d.db, "SELECT count(*) FROM pg_stat_activity "
 	    "WHERE datname = current_database() AND pid <> pg_backend_pid() "
 	    "AND backend_type = 'client backend'");
-	ck_assert_msg(conns >= 2 && conns <= 3, "%ld connections", conns);
+	ck_assert_msg(conns >= 3 && conns <= 4, "%ld connections", conns);
 	daemon_stop(&d, SIGTERM);
 	free(want);
 	daemon_teardown(&d);
@@ -434,7 +335,7 @@ START_TEST(test_unmigrated_refused)
 	daemon_setup(&d, true);
 	daemon_spawn(&d, "-f");
 	ck_assert_int_eq(daemon_wait_exit(&d, READY_MS), 78);
-	log = file_read(d.log);
+	log = testhelp_file_read(d.log);
 	ck_assert_msg(strstr(log, "assent db migrate") != NULL, "log:\n%s", log);
 	free(log);
 	daemon_teardown(&d);
@@ -462,7 +363,7 @@ START_TEST(test_bad_config)
 	file_replace(d.conf, bad_confs[_i].from, bad_confs[_i].to);
 	daemon_spawn(&d, "-f");
 	ck_assert_int_eq(daemon_wait_exit(&d, READY_MS), 78);
-	log = file_read(d.log);
+	log = testhelp_file_read(d.log);
 	want = xasprintf("%s:%d", d.conf, bad_confs[_i].line);
 	ck_assert_msg(strstr(log, want) != NULL, "no \"%s\" in:\n%s", want, log);
 	ck_assert_msg(count_in(log, "\n") == 1, "not one line:\n%s", log);
@@ -488,7 +389,7 @@ START_TEST(test_port_in_use)
 	ck_assert(listen(fd, 1) == 0);
 	daemon_spawn(&d, "-f");
 	ck_assert_int_eq(daemon_wait_exit(&d, READY_MS), 69);
-	log = file_read(d.log);
+	log = testhelp_file_read(d.log);
 	ck_assert_msg(strstr(log, "cannot listen on 127.0.0.1:") != NULL,
 	    "log:\n%s", log);
 	close(fd);
@@ -575,7 +476,8 @@ START_TEST(test_sighup_broken_config)
 	daemon_start(&d);
 	file_replace(d.conf, "level = \"debug\";", "level = ;");
 	ck_assert_int_eq(kill(d.pid, SIGHUP), 0);
-	ck_assert(log_wait(&d, "reload failed", 1, 3000));
+	ck_assert_msg(log_wait(&d, "reload failed", 1, 3000), "log:\n%s",
+	    testhelp_file_read(d.log));
 	want = xasprintf("%s:4", d.conf);
 	ck_assert(log_wait(&d, want, 1, 100));
 	r = http_request(d.port, "GET", "/healthz", NULL);
@@ -602,7 +504,7 @@ START_TEST(test_sighup_reload)
 	ck_assert(log_wait(&d, "log level info", 1, 100));
 	ck_assert(log_wait(&d, "http.port changed; that needs a restart", 1, 100));
 	/* Still where it was. */
-	ck_assert(port_accepts(d.port));
+	ck_assert(testhelp_port_accepts(d.port));
 	daemon_stop(&d, SIGTERM);
 	free(from);
 	free(to);
@@ -641,7 +543,7 @@ END_TEST
 static pid_t
 pidfile_read(const char *path)
 {
-	char *text = file_read(path);
+	char *text = testhelp_file_read(path);
 	long pid = atol(text);
 
 	free(text);
@@ -667,19 +569,19 @@ START_TEST(test_detached)
 		free(err);
 		pid = pidfile_read(pidfile);
 		ck_assert_msg(pid > 0, "no pid in %s", pidfile);
-		remember_pid(pid);
+		testhelp_adopt(pid);
 		/* A second one is refused while the first lives. */
 		ck_assert_int_eq(testhelp_run(argv, NULL, NULL, &err), 69);
 		ck_assert_msg(strstr(err, "already running") != NULL, "%s", err);
 		free(err);
 	}
-	ck_assert(port_accepts(d.port));
+	ck_assert(testhelp_port_accepts(d.port));
 	r = http_request(d.port, "GET", "/healthz", NULL);
 	ck_assert_int_eq(r.status, 200);
 	ck_assert_int_eq(kill(pid, SIGTERM), 0);
-	deadline = now_ms() + STOP_MS;
-	while (kill(pid, 0) == 0 && now_ms() < deadline)
-		sleep_ms(10);
+	deadline = testhelp_now_ms() + STOP_MS;
+	while (kill(pid, 0) == 0 && testhelp_now_ms() < deadline)
+		testhelp_sleep_ms(10);
 	ck_assert_msg(kill(pid, 0) == -1, "pid %ld still runs", (long)pid);
 	ck_assert_msg(access(pidfile, F_OK) == -1, "%s is still there", pidfile);
 	free(r.raw);
@@ -729,7 +631,7 @@ START_TEST(test_detached_stale_pid_file)
 	}
 	pid = pidfile_read(pidfile);
 	ck_assert_msg(pid > 0 && pid != getpid(), "pid file not rewritten");
-	remember_pid(pid);
+	testhelp_adopt(pid);
 	ck_assert_int_eq(kill(pid, SIGTERM), 0);
 	free(pidfile);
 	daemon_teardown(&d);
@@ -765,6 +667,5 @@ int
 main(void)
 {
 	testhelp_require_servers();
-	atexit(kill_spawned);
 	return testhelp_run_suite(daemon_suite());
 }

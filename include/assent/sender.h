@@ -1,0 +1,95 @@
+/*
+ * sender: the path every campaign message takes to the relay:
+ * claim -> gate -> render -> transport -> record.
+ *
+ * sender_run_batch() does one turn for one worker:
+ *  1. In one transaction: claim up to batch queued deliveries of a
+ *     sending campaign (FOR UPDATE SKIP LOCKED, skipping domains the
+ *     throttle holds back), pass them through suppress_gate(), and
+ *     write each one's fate: suppressed (the entry that matched, or no
+ *     longer subscribed to any of the campaign's lists, or erased),
+ *     failed (a message that cannot be rendered), deferred (throttled:
+ *     stays queued), or sending (with this worker's session). Commit.
+ *     From here on a crash leaves the batch 'sending', which the
+ *     scheduler turns into 'unknown': never resent without an operator.
+ *  2. One SMTP session for the messages marked sending, each rendered
+ *     when libesmtp reaches its DATA.
+ *  3. One statement records every outcome: sent; 4xx back to queued
+ *     after an exponential backoff (sending.retry_base * 2^attempts, at
+ *     most an hour) until sending.max_attempts, then failed; 5xx failed,
+ *     and a mailbox-level 5xx (5.1.x) adds a hard-bounce suppression in
+ *     the same transaction; a relay that could not be reached puts them
+ *     all back to queued untried (attempts unchanged) and reports
+ *     EX_UNAVAILABLE so the worker backs off; an uncertain outcome (the
+ *     connection broke after DATA) becomes unknown.
+ *
+ * The session is the worker's advisory lock (ASSENT_SESSION_NS,
+ * session), taken by sender_new() on its connection and held as long as
+ * the connection lives: a delivery 'sending' under a session whose lock
+ * is gone belongs to a dead worker (sender_reap_orphans()).
+ *
+ * Test sends (sender_test()) take the same path for addresses given on
+ * the command line: gate, compose, transport; recorded in test_sends.
+ *
+ * Memory: sender_new() borrows conf, throttle and signer (they must
+ * outlive the sender) and owns its transport and caches; the PGconn is
+ * borrowed too and must stay the same for the sender's life.
+ */
+#ifndef ASSENT_SENDER_H
+#define ASSENT_SENDER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+
+#include "assent/conf.h"
+#include "assent/err.h"
+#include "assent/suppress.h"
+#include "assent/throttle.h"
+#include "assent/token.h"
+
+/* The first key of the advisory locks that mark live sender sessions. */
+#define ASSENT_SESSION_NS 0x41535344    /* "ASSD" */
+
+struct sender;
+
+struct sender_stats {
+	long claimed, sent, suppressed, failed, deferred, retried, unknown;
+};
+
+/* Take this worker's session lock on conn and prepare. EX_TEMPFAIL
+ * when the database fails. */
+int sender_new(PGconn *conn, const struct assent_conf *conf,
+    const struct suppress_ctx *gate, struct token_signer *signer,
+    struct throttle *throttle, struct sender **sender_r,
+    struct assent_err *err);
+void sender_free(struct sender *s);
+
+/* This sender's session id (the advisory lock's second key). */
+int sender_session(const struct sender *s);
+
+/* One turn (see above). *worked_r is false when nothing was claimable
+ * (the worker may sleep). -1 with EX_UNAVAILABLE when the relay could
+ * not be reached (nothing lost; back off), EX_TEMPFAIL when the
+ * database failed (reconnect). stats (may be NULL) is added to. */
+int sender_run_batch(struct sender *s, bool *worked_r,
+    struct sender_stats *stats, struct assent_err *err);
+
+/* Deliveries 'sending' whose session lock is not held by any live
+ * connection become 'unknown'. *count_r gets how many. */
+int sender_reap_orphans(PGconn *conn, long *count_r, struct assent_err *err);
+
+/* Send campaign campaign_name now to each of the n addresses (test
+ * sends), through the gate. *results_r gets an array with one object
+ * per address: address, outcome ("sent", "suppressed", "failed") and
+ * detail (the entry's reason and id, or the relay's reply). Returns -1
+ * before sending anything for a bad address or campaign (EX_DATAERR),
+ * and when the relay could not be reached (EX_UNAVAILABLE, results
+ * still filled). */
+int sender_test(PGconn *conn, const struct assent_conf *conf,
+    const struct suppress_ctx *gate, struct token_signer *signer,
+    const char *campaign_name, const char *const *addresses, size_t n,
+    const char *sent_by, json_t **results_r, struct assent_err *err);
+
+#endif

@@ -1,0 +1,1007 @@
+/*
+ * sender: claim -> gate -> render -> transport -> record (see sender.h).
+ *
+ * Why the order matters: the gate runs inside the claiming transaction,
+ * so a suppression committed before the claim stops the message; the
+ * claim commits 'sending' before the SMTP session starts, so a crash
+ * can leave a message unknown but never sent twice; every outcome of a
+ * session is written by one statement, with the hard-bounce
+ * suppressions it causes, in one transaction.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/rand.h>
+
+#include "assent/campaign.h"
+#include "assent/compose.h"
+#include "assent/db.h"
+#include "assent/sender.h"
+#include "assent/transport.h"
+#include "assent/xmalloc.h"
+
+#define SENDER_CACHE      4             /* composed campaigns kept */
+#define SENDER_RETRY_MAX  3600          /* seconds between 4xx retries, at most */
+#define SENDER_REPLY_MAX  300
+
+/* What the claim decided for one delivery. */
+enum sender_fate { FATE_SEND, FATE_SUPPRESSED, FATE_FAILED, FATE_DEFER };
+
+struct sender_row {
+	uint64_t id, subscriber_id, list_id;
+	const char *email, *key, *name, *attrs, *domain;   /* into the claim result */
+	int attempts;
+	bool subscribed;
+	enum sender_fate fate;
+	long long suppression_id;       /* 0: none */
+	char reason[SENDER_REPLY_MAX];  /* suppress reason, or why it failed */
+};
+
+struct sender_cached {
+	long long campaign_id;
+	struct compose *compose;
+};
+
+struct sender {
+	PGconn *conn;
+	const struct assent_conf *conf;
+	const struct suppress_ctx *gate;
+	struct token_signer *signer;
+	struct throttle *throttle;
+	struct transport *transport;
+	int session;
+	struct sender_cached cache[SENDER_CACHE];
+	size_t cache_next;
+	size_t turn;                    /* round robin over sending campaigns */
+	/* the batch in flight */
+	struct compose *cp;
+	PGresult *claimed;
+	struct sender_row *rows;
+	size_t nrows, cap;
+	struct transport_msg *msgs;
+	size_t *msg_row;                /* msgs[i] is rows[msg_row[i]] */
+	char (*envelopes)[COMPOSE_ENVELOPE_MAX];
+	size_t nmsgs;
+	time_t batch_time;
+	struct buf scratch;
+};
+
+/* ---- PostgreSQL array literals ----------------------------------------- */
+
+static void
+pgarr_open(struct buf *b)
+{
+	buf_reset(b);
+	buf_add(b, "{", 1);
+}
+
+static void
+pgarr_sep(struct buf *b)
+{
+	if (b->len > 1)
+		buf_add(b, ",", 1);
+}
+
+static void
+pgarr_int(struct buf *b, long long v)
+{
+	char num[24];
+
+	pgarr_sep(b);
+	buf_add(b, num, (size_t)snprintf(num, sizeof(num), "%lld", v));
+}
+
+/* NULL is SQL NULL; anything else a quoted element. */
+static void
+pgarr_text(struct buf *b, const char *s)
+{
+	pgarr_sep(b);
+	if (s == NULL) {
+		buf_add(b, "NULL", 4);
+		return;
+	}
+	buf_add(b, "\"", 1);
+	for (; *s != '\0'; s++) {
+		if (*s == '"' || *s == '\\')
+			buf_add(b, "\\", 1);
+		buf_add(b, s, 1);
+	}
+	buf_add(b, "\"", 1);
+}
+
+static void
+pgarr_close(struct buf *b)
+{
+	buf_add(b, "}", 1);
+}
+
+/* ---- the sender ---------------------------------------------------------- */
+
+static int
+sender_lock_session(struct sender *s, struct assent_err *err)
+{
+	char ns[16], id[16];
+	const char *params[] = { ns, id };
+	PGresult *res;
+
+	snprintf(ns, sizeof(ns), "%d", ASSENT_SESSION_NS);
+	for (int tries = 0; tries < 16; tries++) {
+		uint32_t r = 0;
+		bool got;
+
+		if (RAND_bytes((unsigned char *)&r, sizeof(r)) != 1)
+			return err_set(err, EX_SOFTWARE, "no random bytes");
+		s->session = (int)(r & 0x7fffffff);
+		if (s->session == 0)
+			continue;
+		snprintf(id, sizeof(id), "%d", s->session);
+		if (db_exec(s->conn, &res, err, "SELECT pg_try_advisory_lock("
+		    "$1::int, $2::int)", 2, params) < 0)
+			return -1;
+		got = PQgetvalue(res, 0, 0)[0] == 't';
+		PQclear(res);
+		if (got)
+			return 0;
+	}
+	return err_set(err, EX_TEMPFAIL, "no free sender session id");
+}
+
+int
+sender_new(PGconn *conn, const struct assent_conf *conf,
+    const struct suppress_ctx *gate, struct token_signer *signer,
+    struct throttle *throttle, struct sender **sender_r,
+    struct assent_err *err)
+{
+	struct sender *s = xcalloc(1, sizeof(*s));
+	struct transport_opts opts;
+
+	*sender_r = NULL;
+	s->conn = conn;
+	s->conf = conf;
+	s->gate = gate;
+	s->signer = signer;
+	s->throttle = throttle;
+	s->cap = (size_t)conf->sending_batch;
+	s->rows = xcalloc(s->cap, sizeof(*s->rows));
+	s->msgs = xcalloc(s->cap, sizeof(*s->msgs));
+	s->msg_row = xcalloc(s->cap, sizeof(*s->msg_row));
+	s->envelopes = xcalloc(s->cap, sizeof(*s->envelopes));
+	buf_init(&s->scratch);
+	transport_opts_from_conf(conf, &opts);
+	if (transport_new(&opts, &s->transport, err) < 0 ||
+	    sender_lock_session(s, err) < 0) {
+		sender_free(s);
+		return -1;
+	}
+	*sender_r = s;
+	return 0;
+}
+
+void
+sender_free(struct sender *s)
+{
+	if (s == NULL)
+		return;
+	for (size_t i = 0; i < SENDER_CACHE; i++)
+		compose_free(s->cache[i].compose);
+	PQclear(s->claimed);
+	transport_free(s->transport);
+	free(s->rows);
+	free(s->msgs);
+	free(s->msg_row);
+	free(s->envelopes);
+	buf_free(&s->scratch);
+	free(s);
+}
+
+int
+sender_session(const struct sender *s)
+{
+	return s->session;
+}
+
+/* The compose of campaign id, from the cache or made now. */
+static int
+sender_compose(struct sender *s, long long id, struct compose **cp_r,
+    struct assent_err *err)
+{
+	struct campaign *c;
+	struct sender_cached *slot;
+
+	for (size_t i = 0; i < SENDER_CACHE; i++)
+		if (s->cache[i].compose != NULL && s->cache[i].campaign_id == id) {
+			*cp_r = s->cache[i].compose;
+			return 0;
+		}
+	if (campaign_load_id(s->conn, id, &c, err) < 0)
+		return -1;
+	slot = &s->cache[s->cache_next];
+	s->cache_next = (s->cache_next + 1) % SENDER_CACHE;
+	compose_free(slot->compose);
+	slot->compose = NULL;
+	if (compose_new(c, s->conf, s->signer, &slot->compose, err) < 0) {
+		campaign_free(c);
+		return -1;
+	}
+	campaign_free(c);
+	slot->campaign_id = id;
+	*cp_r = slot->compose;
+	return 0;
+}
+
+/* ---- 1. claim ------------------------------------------------------------- */
+
+static const char sender_claim_sql[] =
+    "WITH picked AS ("
+    "  SELECT d.id FROM deliveries d"
+    "   WHERE d.campaign_id = $1 AND d.state = 'queued'"
+    "     AND d.next_attempt_at <= now()"
+    "     AND d.domain <> ALL ($3::text[])"
+    "     AND EXISTS (SELECT 1 FROM campaigns c"
+    "                  WHERE c.id = $1 AND c.state = 'sending')"
+    "   ORDER BY d.id LIMIT $2"
+    "   FOR UPDATE OF d SKIP LOCKED)"
+    " SELECT d.id, d.subscriber_id, d.list_id, d.domain, d.attempts,"
+    "        s.email, s.email_key, s.name, s.attrs::text,"
+    "        EXISTS (SELECT 1 FROM sendable_subscriptions ss"
+    "                  JOIN campaign_lists cl ON cl.list_id = ss.list_id"
+    "                 WHERE cl.campaign_id = $1"
+    "                   AND ss.subscriber_id = d.subscriber_id)"
+    "   FROM picked p JOIN deliveries d ON d.id = p.id"
+    "   JOIN subscribers s ON s.id = d.subscriber_id"
+    "  ORDER BY d.id";
+
+static uint64_t
+sender_u64(const PGresult *res, int row, int col)
+{
+	return strtoull(PQgetvalue(res, row, col), NULL, 10);
+}
+
+static void
+sender_read_rows(struct sender *s)
+{
+	PGresult *res = s->claimed;
+
+	s->nrows = (size_t)PQntuples(res);
+	for (size_t i = 0; i < s->nrows; i++) {
+		struct sender_row *r = &s->rows[i];
+		int row = (int)i;
+
+		memset(r, 0, sizeof(*r));
+		r->id = sender_u64(res, row, 0);
+		r->subscriber_id = sender_u64(res, row, 1);
+		r->list_id = sender_u64(res, row, 2);
+		r->domain = PQgetvalue(res, row, 3);
+		r->attempts = atoi(PQgetvalue(res, row, 4));
+		r->email = PQgetisnull(res, row, 5) ? NULL : PQgetvalue(res, row, 5);
+		r->key = PQgetisnull(res, row, 6) ? NULL : PQgetvalue(res, row, 6);
+		r->name = PQgetvalue(res, row, 7);
+		r->attrs = PQgetvalue(res, row, 8);
+		r->subscribed = PQgetvalue(res, row, 9)[0] == 't';
+	}
+}
+
+static void
+sender_recipient(const struct sender_row *r, json_t *attrs,
+    struct compose_recipient *rc)
+{
+	rc->delivery_id = r->id;
+	rc->subscriber_id = r->subscriber_id;
+	rc->list_id = r->list_id;
+	rc->email = r->email;
+	rc->name = r->name;
+	rc->attrs = attrs;
+}
+
+/* Everything but the gate: erased, unsubscribed, unrenderable,
+ * throttled. */
+static void
+sender_decide(struct sender *s, struct throttle_session *ts)
+{
+	double now = throttle_now();
+
+	for (size_t i = 0; i < s->nrows; i++) {
+		struct sender_row *r = &s->rows[i];
+		struct compose_recipient rc;
+		struct assent_err e;
+		json_t *attrs;
+
+		if (r->fate != FATE_SEND)
+			continue;
+		if (r->email == NULL || r->key == NULL) {
+			r->fate = FATE_SUPPRESSED;
+			snprintf(r->reason, sizeof(r->reason), "erased");
+			continue;
+		}
+		if (!r->subscribed) {
+			r->fate = FATE_SUPPRESSED;
+			snprintf(r->reason, sizeof(r->reason), "unsubscribed");
+			continue;
+		}
+		attrs = json_loads(r->attrs, 0, NULL);
+		sender_recipient(r, attrs, &rc);
+		err_clear(&e);
+		if (compose_check(s->cp, &rc, &e) < 0) {
+			r->fate = FATE_FAILED;
+			snprintf(r->reason, sizeof(r->reason), "cannot render: %.250s",
+			    e.msg);
+		} else if (!throttle_admit(s->throttle, ts, r->domain, now))
+			r->fate = FATE_DEFER;
+		json_decref(attrs);
+	}
+}
+
+static int
+sender_gate(struct sender *s, struct assent_err *err)
+{
+	const char **keys = xcalloc(s->nrows, sizeof(*keys));
+	struct suppress_verdict *v = xcalloc(s->nrows, sizeof(*v));
+	size_t n = 0;
+	int rc;
+
+	for (size_t i = 0; i < s->nrows; i++)
+		if (s->rows[i].key != NULL)
+			keys[n++] = s->rows[i].key;
+	rc = n == 0 ? 0 : suppress_gate(s->conn, s->gate, keys, n, v, err);
+	for (size_t i = 0, j = 0; rc == 0 && i < s->nrows; i++) {
+		struct sender_row *r = &s->rows[i];
+
+		if (r->key == NULL)
+			continue;
+		if (v[j].suppressed) {
+			r->fate = FATE_SUPPRESSED;
+			r->suppression_id = v[j].entry.id;
+			snprintf(r->reason, sizeof(r->reason), "%s",
+			    v[j].entry.reason);
+		}
+		j++;
+	}
+	free(keys);
+	free(v);
+	return rc;
+}
+
+/* Write every fate but FATE_DEFER (left as it was). */
+static int
+sender_mark(struct sender *s, struct assent_err *err)
+{
+	struct buf ids, states, sids, reasons;
+	char session[16];
+	const char *params[5];
+	int rc;
+
+	buf_init(&ids); buf_init(&states); buf_init(&sids); buf_init(&reasons);
+	pgarr_open(&ids); pgarr_open(&states); pgarr_open(&sids); pgarr_open(&reasons);
+	for (size_t i = 0; i < s->nrows; i++) {
+		const struct sender_row *r = &s->rows[i];
+		static const char *const names[] = {
+			[FATE_SEND] = "sending", [FATE_SUPPRESSED] = "suppressed",
+			[FATE_FAILED] = "failed" };
+
+		if (r->fate == FATE_DEFER)
+			continue;
+		pgarr_int(&ids, (long long)r->id);
+		pgarr_text(&states, names[r->fate]);
+		if (r->suppression_id != 0)
+			pgarr_int(&sids, r->suppression_id);
+		else
+			pgarr_text(&sids, NULL);
+		pgarr_text(&reasons, r->fate == FATE_SEND ? NULL : r->reason);
+	}
+	pgarr_close(&ids); pgarr_close(&states); pgarr_close(&sids); pgarr_close(&reasons);
+	snprintf(session, sizeof(session), "%d", s->session);
+	params[0] = ids.data; params[1] = states.data; params[2] = sids.data;
+	params[3] = reasons.data; params[4] = session;
+	rc = db_exec(s->conn, NULL, err,
+	    "UPDATE deliveries d SET state = u.state,"
+	    "   sender_session = CASE WHEN u.state = 'sending' THEN $5::int"
+	    "                         ELSE d.sender_session END,"
+	    "   suppression_id = u.sid,"
+	    "   suppress_reason = CASE WHEN u.state = 'suppressed' THEN u.reason END,"
+	    "   smtp_reply = CASE WHEN u.state = 'failed' THEN u.reason"
+	    "                     ELSE d.smtp_reply END"
+	    "  FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[])"
+	    "       AS u(id, state, sid, reason)"
+	    " WHERE d.id = u.id", 5, params);
+	buf_free(&ids); buf_free(&states); buf_free(&sids); buf_free(&reasons);
+	return rc;
+}
+
+static int
+sender_claim_campaign(struct sender *s, long long campaign_id,
+    struct throttle_session *ts, struct assent_err *err)
+{
+	char id[24], limit[16];
+	const char *params[3] = { id, limit, NULL };
+
+	snprintf(id, sizeof(id), "%lld", campaign_id);
+	snprintf(limit, sizeof(limit), "%zu", s->cap);
+	buf_reset(&s->scratch);
+	throttle_blocked(s->throttle, throttle_now(), &s->scratch);
+	params[2] = s->scratch.data;
+	PQclear(s->claimed);
+	s->claimed = NULL;
+	s->nrows = 0;
+	if (db_exec(s->conn, &s->claimed, err, sender_claim_sql, 3, params) < 0)
+		return -1;
+	sender_read_rows(s);
+	if (s->nrows == 0)
+		return 0;
+	if (sender_compose(s, campaign_id, &s->cp, err) < 0 ||
+	    sender_gate(s, err) < 0)
+		return -1;
+	sender_decide(s, ts);
+	return sender_mark(s, err);
+}
+
+/* The ids of the campaigns being sent, oldest first. */
+static int
+sender_campaigns(struct sender *s, long long **ids_r, size_t *n_r,
+    struct assent_err *err)
+{
+	PGresult *res;
+
+	*ids_r = NULL;
+	*n_r = 0;
+	if (db_exec(s->conn, &res, err, "SELECT id FROM campaigns"
+	    " WHERE state = 'sending' ORDER BY started_at, id", 0, NULL) < 0)
+		return -1;
+	*n_r = (size_t)PQntuples(res);
+	*ids_r = xcalloc(*n_r + 1, sizeof(**ids_r));
+	for (size_t i = 0; i < *n_r; i++)
+		(*ids_r)[i] = strtoll(PQgetvalue(res, (int)i, 0), NULL, 10);
+	PQclear(res);
+	return 0;
+}
+
+/* Claim one batch from the first sending campaign (round robin) that
+ * has work, in one transaction. */
+static int
+sender_claim(struct sender *s, struct throttle_session *ts,
+    struct assent_err *err)
+{
+	long long *ids;
+	size_t n;
+
+	s->nrows = 0;
+	if (sender_campaigns(s, &ids, &n, err) < 0)
+		return -1;
+	for (size_t k = 0; k < n && s->nrows == 0; k++) {
+		long long id = ids[(s->turn + k) % n];
+
+		if (db_begin(s->conn, err) < 0)
+			goto fail;
+		if (sender_claim_campaign(s, id, ts, err) < 0) {
+			db_rollback(s->conn);
+			goto fail;
+		}
+		if (db_commit(s->conn, err) < 0)
+			goto fail;
+	}
+	s->turn++;
+	free(ids);
+	return 0;
+fail:
+	free(ids);
+	s->nrows = 0;
+	return -1;
+}
+
+/* ---- 2. send ---------------------------------------------------------------- */
+
+static int
+sender_fill(void *arg, size_t index, struct buf *out)
+{
+	struct sender *s = arg;
+	const struct sender_row *r = &s->rows[s->msg_row[index]];
+	struct compose_recipient rc;
+	char envelope[COMPOSE_ENVELOPE_MAX];
+	struct assent_err e;
+	json_t *attrs = json_loads(r->attrs, 0, NULL);
+	int rc_;
+
+	sender_recipient(r, attrs, &rc);
+	rc_ = compose_message(s->cp, &rc, s->batch_time, out, envelope, &e);
+	json_decref(attrs);
+	return rc_;
+}
+
+static void
+sender_pace(void *arg, size_t index)
+{
+	struct sender *s = arg;
+
+	(void)index;
+	throttle_pace(s->throttle);
+}
+
+/* The messages to send, with their envelope senders. */
+static int
+sender_prepare(struct sender *s, struct assent_err *err)
+{
+	s->nmsgs = 0;
+	s->batch_time = time(NULL);
+	for (size_t i = 0; i < s->nrows; i++) {
+		const struct sender_row *r = &s->rows[i];
+		struct compose_recipient rc;
+		struct transport_msg *m;
+
+		if (r->fate != FATE_SEND)
+			continue;
+		sender_recipient(r, NULL, &rc);
+		if (compose_envelope(s->cp, &rc, s->batch_time,
+		    s->envelopes[s->nmsgs], err) < 0)
+			return -1;
+		m = &s->msgs[s->nmsgs];
+		memset(m, 0, sizeof(*m));
+		m->envelope_from = s->envelopes[s->nmsgs];
+		m->rcpt = r->email;
+		s->msg_row[s->nmsgs++] = i;
+	}
+	return 0;
+}
+
+/* ---- 3. record ---------------------------------------------------------------- */
+
+struct sender_arrays {
+	struct buf ids, states, tried, delays, replies;
+	struct buf bounce_keys, bounce_boxes, bounce_sources;
+	size_t nbounces;
+};
+
+static void
+sender_arrays_init(struct sender_arrays *a)
+{
+	struct buf *all[] = { &a->ids, &a->states, &a->tried, &a->delays,
+	    &a->replies, &a->bounce_keys, &a->bounce_boxes, &a->bounce_sources };
+
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+		buf_init(all[i]);
+		pgarr_open(all[i]);
+	}
+	a->nbounces = 0;
+}
+
+static void
+sender_arrays_free(struct sender_arrays *a)
+{
+	struct buf *all[] = { &a->ids, &a->states, &a->tried, &a->delays,
+	    &a->replies, &a->bounce_keys, &a->bounce_boxes, &a->bounce_sources };
+
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		buf_free(all[i]);
+}
+
+static void
+sender_arrays_close(struct sender_arrays *a)
+{
+	struct buf *all[] = { &a->ids, &a->states, &a->tried, &a->delays,
+	    &a->replies, &a->bounce_keys, &a->bounce_boxes, &a->bounce_sources };
+
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		pgarr_close(all[i]);
+}
+
+/* The retry delay after attempts failed attempts (attempts >= 1). */
+static long
+sender_backoff(const struct sender *s, int attempts)
+{
+	long delay = s->conf->sending_retry_base;
+
+	for (int i = 1; i < attempts && delay < SENDER_RETRY_MAX; i++)
+		delay *= 2;
+	return delay < SENDER_RETRY_MAX ? delay : SENDER_RETRY_MAX;
+}
+
+static void
+sender_reply_text(const struct transport_msg *m, char *out, size_t outlen)
+{
+	if (m->code == 0)
+		snprintf(out, outlen, "%s", m->reply[0] != '\0' ? m->reply :
+		    transport_outcome_name(m->outcome));
+	else if (m->enhanced[0] != '\0')
+		snprintf(out, outlen, "%d %s %s", m->code, m->enhanced, m->reply);
+	else
+		snprintf(out, outlen, "%d %s", m->code, m->reply);
+}
+
+static void
+sender_add_bounce(struct sender *s, struct sender_arrays *a,
+    const struct sender_row *r, const char *reply)
+{
+	char box[ADDR_MAX + 1], source[SUPPRESS_SOURCE_MAX + 1];
+
+	pgarr_text(&a->bounce_keys, r->key);
+	pgarr_text(&a->bounce_boxes, suppress_mailbox_key(r->key, box) ? box : NULL);
+	snprintf(source, sizeof(source), "relay refused delivery %" PRIu64
+	    " of campaign %lld: %s", r->id, compose_campaign_id(s->cp), reply);
+	pgarr_text(&a->bounce_sources, source);
+	a->nbounces++;
+}
+
+/* One delivery's outcome into the arrays. */
+static void
+sender_outcome(struct sender *s, struct sender_arrays *a, size_t i,
+    struct sender_stats *st)
+{
+	const struct transport_msg *m = &s->msgs[i];
+	const struct sender_row *r = &s->rows[s->msg_row[i]];
+	char reply[SENDER_REPLY_MAX];
+	const char *state = "queued";
+	int tried = 1;
+	long delay = 0;
+
+	sender_reply_text(m, reply, sizeof(reply));
+	switch (m->outcome) {
+	case TRANSPORT_SENT:
+		state = "sent";
+		st->sent++;
+		break;
+	case TRANSPORT_TEMPFAIL:
+		if (r->attempts + 1 >= s->conf->sending_max_attempts) {
+			state = "failed";
+			st->failed++;
+		} else {
+			delay = sender_backoff(s, r->attempts + 1);
+			st->retried++;
+		}
+		break;
+	case TRANSPORT_PERMFAIL:
+		state = "failed";
+		st->failed++;
+		if (transport_is_hard_bounce(m->code, m->enhanced))
+			sender_add_bounce(s, a, r, reply);
+		break;
+	case TRANSPORT_UNCERTAIN:
+		state = "unknown";
+		st->unknown++;
+		break;
+	case TRANSPORT_NOT_TRIED:
+		tried = 0;
+		st->deferred++;
+		break;
+	}
+	pgarr_int(&a->ids, (long long)r->id);
+	pgarr_text(&a->states, state);
+	pgarr_int(&a->tried, tried);
+	pgarr_int(&a->delays, delay);
+	pgarr_text(&a->replies, m->outcome == TRANSPORT_NOT_TRIED ? NULL : reply);
+}
+
+static const char sender_record_sql[] =
+    "UPDATE deliveries d SET state = u.state,"
+    "   attempts = d.attempts + u.tried,"
+    "   next_attempt_at = CASE WHEN u.state = 'queued'"
+    "       THEN now() + make_interval(secs => u.delay) ELSE d.next_attempt_at END,"
+    "   smtp_reply = COALESCE(u.reply, d.smtp_reply),"
+    "   sent_at = CASE WHEN u.state = 'sent' THEN now() ELSE d.sent_at END"
+    "  FROM unnest($1::bigint[], $2::text[], $3::int[], $4::int[], $5::text[])"
+    "       AS u(id, state, tried, delay, reply)"
+    " WHERE d.id = u.id AND d.state IN ('sending', 'unknown')"
+    "   AND d.sender_session = $6::int";
+
+/* A hard bounce suppresses the address; an active entry stays as it is. */
+static const char sender_bounce_sql[] =
+    "INSERT INTO suppressions (kind, value, mailbox_key, reason, source, added_by)"
+    " SELECT 'address', b.key, b.box, 'hard-bounce', b.source, 'assentd'"
+    "   FROM unnest($1::text[], $2::text[], $3::text[]) AS b(key, box, source)"
+    " ON CONFLICT (kind, value) WHERE removed_at IS NULL DO NOTHING";
+
+static int
+sender_record(struct sender *s, struct sender_stats *st, struct assent_err *err)
+{
+	struct sender_arrays a;
+	char session[16];
+	int rc = -1;
+
+	sender_arrays_init(&a);
+	for (size_t i = 0; i < s->nmsgs; i++)
+		sender_outcome(s, &a, i, st);
+	sender_arrays_close(&a);
+	snprintf(session, sizeof(session), "%d", s->session);
+	const char *params[] = { a.ids.data, a.states.data, a.tried.data,
+	    a.delays.data, a.replies.data, session };
+	const char *bparams[] = { a.bounce_keys.data, a.bounce_boxes.data,
+	    a.bounce_sources.data };
+	if (db_begin(s->conn, err) < 0)
+		goto done;
+	if (db_exec(s->conn, NULL, err, sender_record_sql, 6, params) < 0 ||
+	    (a.nbounces > 0 &&
+	    db_exec(s->conn, NULL, err, sender_bounce_sql, 3, bparams) < 0)) {
+		db_rollback(s->conn);
+		goto done;
+	}
+	rc = db_commit(s->conn, err);
+done:
+	sender_arrays_free(&a);
+	return rc;
+}
+
+/* ---- one turn ------------------------------------------------------------------ */
+
+static void
+sender_count_claim(const struct sender *s, struct sender_stats *st)
+{
+	st->claimed += (long)s->nrows;
+	for (size_t i = 0; i < s->nrows; i++) {
+		if (s->rows[i].fate == FATE_SUPPRESSED)
+			st->suppressed++;
+		else if (s->rows[i].fate == FATE_FAILED)
+			st->failed++;
+		else if (s->rows[i].fate == FATE_DEFER)
+			st->deferred++;
+	}
+}
+
+int
+sender_run_batch(struct sender *s, bool *worked_r, struct sender_stats *stats,
+    struct assent_err *err)
+{
+	struct sender_stats local = { 0 };
+	struct sender_stats *st = stats != NULL ? stats : &local;
+	struct throttle_session *ts = throttle_session_begin(s->throttle);
+	struct assent_err send_err;
+	int rc = -1, sent_rc;
+
+	*worked_r = false;
+	if (sender_claim(s, ts, err) < 0)
+		goto done;
+	*worked_r = s->nrows > 0;
+	sender_count_claim(s, st);
+	if (sender_prepare(s, err) < 0)
+		goto done;      /* left 'sending': the reaper makes them unknown */
+	rc = 0;
+	if (s->nmsgs == 0)
+		goto done;
+	err_clear(&send_err);
+	sent_rc = transport_send(s->transport, s->msgs, s->nmsgs, sender_fill,
+	    sender_pace, s, &send_err);
+	rc = sender_record(s, st, err);
+	if (rc == 0 && sent_rc < 0) {
+		/* Whatever the relay's trouble, it is the relay's: the worker
+		 * keeps its database connection and backs off. */
+		*err = send_err;
+		err->code = EX_UNAVAILABLE;
+		rc = -1;
+	}
+done:
+	throttle_session_end(s->throttle, ts);
+	return rc;
+}
+
+/* ---- orphans ------------------------------------------------------------------------ */
+
+int
+sender_reap_orphans(PGconn *conn, long *count_r, struct assent_err *err)
+{
+	char ns[16];
+	const char *params[] = { ns };
+	PGresult *res;
+
+	snprintf(ns, sizeof(ns), "%d", ASSENT_SESSION_NS);
+	*count_r = 0;
+	if (db_exec(conn, &res, err,
+	    "UPDATE deliveries d SET state = 'unknown',"
+	    "   smtp_reply = 'the sender stopped while sending it'"
+	    " WHERE d.state = 'sending'"
+	    "   AND NOT EXISTS (SELECT 1 FROM pg_locks l"
+	    "        WHERE l.locktype = 'advisory' AND l.granted"
+	    "          AND l.database = (SELECT oid FROM pg_database"
+	    "                             WHERE datname = current_database())"
+	    "          AND l.classid = $1::int::oid"
+	    "          AND l.objid = d.sender_session::oid"
+	    "          AND l.objsubid = 2)", 1, params) < 0)
+		return -1;
+	*count_r = strtol(PQcmdTuples(res), NULL, 10);
+	PQclear(res);
+	return 0;
+}
+
+/* ---- test sends ----------------------------------------------------------------------- */
+
+struct sender_test_rcpt {
+	struct addr addr;
+	struct suppress_verdict verdict;
+	long long subscriber_id;        /* 0: not a subscriber */
+	long long list_id;
+	char *name;
+	json_t *attrs;
+	char envelope[COMPOSE_ENVELOPE_MAX];
+};
+
+struct sender_test_run {
+	struct compose *cp;
+	struct sender_test_rcpt *rcpts;
+	size_t *msg_rcpt;
+	time_t now;
+};
+
+static void
+sender_test_recipient(const struct sender_test_rcpt *t,
+    struct compose_recipient *rc)
+{
+	rc->delivery_id = 0;
+	rc->subscriber_id = (uint64_t)t->subscriber_id;
+	rc->list_id = (uint64_t)t->list_id;
+	rc->email = t->addr.address;
+	rc->name = t->name;
+	rc->attrs = t->attrs;
+}
+
+static int
+sender_test_fill(void *arg, size_t index, struct buf *out)
+{
+	struct sender_test_run *run = arg;
+	struct compose_recipient rc;
+	char envelope[COMPOSE_ENVELOPE_MAX];
+	struct assent_err e;
+
+	sender_test_recipient(&run->rcpts[run->msg_rcpt[index]], &rc);
+	return compose_message(run->cp, &rc, run->now, out, envelope, &e);
+}
+
+/* Who among the recipients is a subscriber, for their merge fields and
+ * links; the gate's verdict for each. One transaction. */
+static int
+sender_test_lookup(PGconn *conn, const struct suppress_ctx *gate,
+    const struct campaign *c, struct sender_test_rcpt *t, size_t n,
+    struct assent_err *err)
+{
+	const char **keys = xcalloc(n, sizeof(*keys));
+	struct suppress_verdict *v = xcalloc(n, sizeof(*v));
+	char cid[24];
+	int rc = -1;
+
+	snprintf(cid, sizeof(cid), "%lld", c->id);
+	for (size_t i = 0; i < n; i++)
+		keys[i] = t[i].addr.key;
+	if (db_begin(conn, err) < 0)
+		goto done;
+	if (suppress_gate(conn, gate, keys, n, v, err) < 0)
+		goto rollback;
+	for (size_t i = 0; i < n; i++) {
+		const char *params[] = { keys[i], cid };
+		PGresult *res;
+
+		t[i].verdict = v[i];
+		t[i].list_id = c->lists[0].id;
+		if (db_exec(conn, &res, err,
+		    "SELECT s.id, s.name, s.attrs::text,"
+		    "       (SELECT min(ss.list_id) FROM sendable_subscriptions ss"
+		    "          JOIN campaign_lists cl ON cl.list_id = ss.list_id"
+		    "         WHERE cl.campaign_id = $2 AND ss.subscriber_id = s.id)"
+		    "  FROM subscribers s WHERE s.email_key = $1", 2, params) < 0)
+			goto rollback;
+		if (PQntuples(res) == 1) {
+			t[i].subscriber_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+			t[i].name = xstrdup(PQgetvalue(res, 0, 1));
+			t[i].attrs = json_loads(PQgetvalue(res, 0, 2), 0, NULL);
+			if (!PQgetisnull(res, 0, 3))
+				t[i].list_id = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
+		}
+		PQclear(res);
+	}
+	rc = db_commit(conn, err);
+	goto done;
+rollback:
+	db_rollback(conn);
+done:
+	free(keys);
+	free(v);
+	return rc;
+}
+
+static json_t *
+sender_test_result(PGconn *conn, const struct campaign *c,
+    const struct sender_test_rcpt *t, const struct transport_msg *m,
+    const char *sent_by)
+{
+	char detail[SENDER_REPLY_MAX + 64], cid[24];
+	const char *outcome;
+	const char *params[5];
+
+	if (t->verdict.suppressed) {
+		outcome = "suppressed";
+		snprintf(detail, sizeof(detail), "%s, entry %lld",
+		    t->verdict.entry.reason, t->verdict.entry.id);
+	} else if (m != NULL && m->outcome == TRANSPORT_SENT) {
+		outcome = "sent";
+		sender_reply_text(m, detail, sizeof(detail));
+	} else {
+		outcome = "failed";
+		if (m != NULL)
+			sender_reply_text(m, detail, sizeof(detail));
+		else
+			snprintf(detail, sizeof(detail), "not sent");
+	}
+	snprintf(cid, sizeof(cid), "%lld", c->id);
+	params[0] = cid; params[1] = t->addr.address; params[2] = outcome;
+	params[3] = detail; params[4] = sent_by;
+	/* The record of a test send is best effort: the mail went or not. */
+	db_exec(conn, NULL, NULL, "INSERT INTO test_sends (campaign_id, email,"
+	    " outcome, detail, sent_by) VALUES ($1, $2, $3, $4, $5)", 5, params);
+	return json_pack("{s:s, s:s, s:s}", "address", t->addr.address,
+	    "outcome", outcome, "detail", detail);
+}
+
+static int
+sender_test_send(const struct assent_conf *conf, struct sender_test_run *run,
+    struct transport_msg *msgs, size_t n, struct assent_err *err)
+{
+	struct transport_opts opts;
+	struct transport *tr;
+	int rc;
+
+	if (n == 0)
+		return 0;
+	transport_opts_from_conf(conf, &opts);
+	if (transport_new(&opts, &tr, err) < 0)
+		return -1;
+	rc = transport_send(tr, msgs, n, sender_test_fill, NULL, run, err);
+	transport_free(tr);
+	return rc;
+}
+
+int
+sender_test(PGconn *conn, const struct assent_conf *conf,
+    const struct suppress_ctx *gate, struct token_signer *signer,
+    const char *campaign_name, const char *const *addresses, size_t n,
+    const char *sent_by, json_t **results_r, struct assent_err *err)
+{
+	struct campaign *c = NULL;
+	struct sender_test_run run = { 0 };
+	struct sender_test_rcpt *t = xcalloc(n, sizeof(*t));
+	struct transport_msg *msgs = xcalloc(n, sizeof(*msgs));
+	size_t nmsgs = 0, *msg_of = xcalloc(n, sizeof(*msg_of));
+	int rc = -1, sent_rc;
+
+	*results_r = NULL;
+	run.rcpts = t;
+	run.msg_rcpt = xcalloc(n, sizeof(*run.msg_rcpt));
+	run.now = time(NULL);
+	for (size_t i = 0; i < n; i++)
+		if (addr_parse(addresses[i], &t[i].addr, err) < 0)
+			goto done;
+	if (campaign_load(conn, campaign_name, &c, err) < 0 ||
+	    compose_new(c, conf, signer, &run.cp, err) < 0 ||
+	    sender_test_lookup(conn, gate, c, t, n, err) < 0)
+		goto done;
+	for (size_t i = 0; i < n; i++) {
+		struct compose_recipient rc_;
+
+		msg_of[i] = SIZE_MAX;
+		if (t[i].verdict.suppressed)
+			continue;
+		sender_test_recipient(&t[i], &rc_);
+		if (compose_envelope(run.cp, &rc_, run.now, t[i].envelope, err) < 0 ||
+		    compose_check(run.cp, &rc_, err) < 0)
+			goto done;
+		msgs[nmsgs].envelope_from = t[i].envelope;
+		msgs[nmsgs].rcpt = t[i].addr.address;
+		run.msg_rcpt[nmsgs] = i;
+		msg_of[i] = nmsgs++;
+	}
+	sent_rc = sender_test_send(conf, &run, msgs, nmsgs, err);
+	if (sent_rc < 0 && err != NULL && err->code != EX_CONFIG)
+		err->code = EX_UNAVAILABLE;
+	*results_r = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(*results_r, sender_test_result(conn, c, &t[i],
+		    msg_of[i] == SIZE_MAX ? NULL : &msgs[msg_of[i]], sent_by));
+	rc = sent_rc;
+done:
+	for (size_t i = 0; i < n; i++) {
+		free(t[i].name);
+		json_decref(t[i].attrs);
+	}
+	compose_free(run.cp);
+	campaign_free(c);
+	free(run.msg_rcpt);
+	free(msg_of);
+	free(msgs);
+	free(t);
+	return rc;
+}

@@ -1,0 +1,763 @@
+/* transport: hand messages to the SMTP relay; see include/assent/transport.h */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+/* auth-client.h first: libesmtp.h declares smtp_auth_set_context() only
+ * when it has been included. openssl/ssl.h first too, for
+ * smtp_starttls_set_ctx(). */
+#include <auth-client.h>
+#include <libesmtp.h>
+
+#include "assent/transport.h"
+#include "assent/xmalloc.h"
+
+#define TRANSPORT_PASSWORD_MAX 1024
+#define TRANSPORT_REASON_MAX   300
+#define TRANSPORT_LINE_MAX     160
+
+struct transport {
+	char *host;
+	int port;
+	char *hostport;                 /* "host:port" for libesmtp */
+	enum conf_starttls starttls;
+	bool tls_verify;
+	char *user;                     /* NULL: no AUTH */
+	char *password;                 /* wiped in transport_free() */
+	char *helo;                     /* NULL: the host name */
+	int timeout;
+	SSL_CTX *tls_ctx;               /* NULL when starttls is off */
+	struct buf data;                /* the one rendered message */
+};
+
+struct transport_session;
+
+/* One message of a transport_send() call. */
+struct transport_item {
+	struct transport_session *ss;
+	size_t index;
+	smtp_message_t message;
+	smtp_recipient_t recipient;
+	bool data_requested;            /* libesmtp asked for its data */
+	bool abandoned;                 /* its data was refused: see below */
+};
+
+enum transport_auth_state {
+	TRANSPORT_AUTH_NONE,            /* no AUTH command seen */
+	TRANSPORT_AUTH_PENDING,         /* AUTH sent, no final reply yet */
+	TRANSPORT_AUTH_OK,
+	TRANSPORT_AUTH_FAILED,
+};
+
+/* The state of one transport_send() call, shared by the callbacks. */
+struct transport_session {
+	struct transport *t;
+	struct transport_item *items;
+	size_t n;
+	transport_fill_fn fill;
+	transport_pace_fn pace;
+	void *arg;
+	size_t loaded;                  /* index t->data holds; SIZE_MAX: none */
+	size_t pos;                     /* read position in t->data */
+	bool refuse_data;               /* give no more message data */
+	enum transport_auth_state auth;
+	char auth_reply[TRANSPORT_LINE_MAX];
+	int fatal_code;                 /* set with fatal_reason */
+	char fatal_reason[TRANSPORT_REASON_MAX];
+	char error_reply[TRANSPORT_LINE_MAX]; /* last 4xx/5xx reply line */
+	struct timespec start;
+};
+
+static pthread_once_t transport_auth_once = PTHREAD_ONCE_INIT;
+
+static void
+transport_auth_init(void)
+{
+	auth_client_init();
+}
+
+/* Copy text to dst (size > 0) on one line: control characters become
+ * spaces, trailing spaces go, and a cut never splits a UTF-8 sequence. */
+static void
+transport_sanitize(char *dst, size_t size, const char *text, size_t len)
+{
+	size_t i, n = len < size - 1 ? len : size - 1;
+
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)text[i];
+
+		dst[i] = (c < 0x20 || c == 0x7f) ? ' ' : (char)c;
+	}
+	/* Cut inside a UTF-8 sequence: drop the start of it too. */
+	if (n < len && ((unsigned char)text[n] & 0xc0) == 0x80) {
+		while (n > 0 && ((unsigned char)dst[n - 1] & 0xc0) == 0x80)
+			n--;
+		if (n > 0 && ((unsigned char)dst[n - 1] & 0xc0) == 0xc0)
+			n--;
+	}
+	while (n > 0 && dst[n - 1] == ' ')
+		n--;
+	dst[n] = '\0';
+}
+
+/* Record why the session cannot go on; the first reason wins, as later
+ * events are usually consequences of it. */
+static void
+transport_fatal(struct transport_session *ss, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (ss->fatal_reason[0] != '\0')
+		return;
+	ss->fatal_code = code;
+	va_start(ap, fmt);
+	vsnprintf(ss->fatal_reason, sizeof(ss->fatal_reason), fmt, ap);
+	va_end(ap);
+}
+
+/* ---- password file and options ------------------------------------ */
+
+static int
+transport_read_password(const char *path, char **password_r,
+    struct assent_err *err)
+{
+	char buf[TRANSPORT_PASSWORD_MAX + 2];
+	size_t got = 0, len;
+	ssize_t r;
+	int fd, rc = -1;
+
+	if (path == NULL || path[0] == '\0')
+		return err_set(err, EX_CONFIG, "smtp.user is set but "
+		    "smtp.password_file is not");
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return err_set(err, EX_CONFIG, "smtp.password_file: %s: %s",
+		    path, strerror(errno));
+	while (got < sizeof(buf) - 1 &&
+	    (r = read(fd, buf + got, sizeof(buf) - 1 - got)) != 0) {
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r == -1) {
+			err_set(err, EX_CONFIG, "smtp.password_file: %s: %s",
+			    path, strerror(errno));
+			goto done;
+		}
+		got += (size_t)r;
+	}
+	buf[got] = '\0';
+	len = strcspn(buf, "\r\n");
+	if (len == 0)
+		err_set(err, EX_CONFIG, "smtp.password_file: %s: the first "
+		    "line is empty", path);
+	else if (len > TRANSPORT_PASSWORD_MAX)
+		err_set(err, EX_CONFIG, "smtp.password_file: %s: the first "
+		    "line is longer than %d bytes", path,
+		    TRANSPORT_PASSWORD_MAX);
+	else {
+		*password_r = xstrndup(buf, len);
+		rc = 0;
+	}
+done:
+	explicit_bzero(buf, sizeof(buf));
+	close(fd);
+	return rc;
+}
+
+static int
+transport_tls_setup(struct transport *t, struct assent_err *err)
+{
+	/* Our own SSL_CTX, not libesmtp's default one: libesmtp 1.1.0
+	 * hands every session one static SSL_CTX without taking a
+	 * reference and smtp_destroy_session() frees it, so a second TLS
+	 * session in the process would use freed memory.
+	 * smtp_starttls_set_ctx() takes a reference. The default one
+	 * also reads CAs and client keys from ~/.authenticate. */
+	t->tls_ctx = SSL_CTX_new(TLS_client_method());
+	if (t->tls_ctx == NULL)
+		return err_set(err, EX_SOFTWARE, "cannot make a TLS context");
+	/* TLS 1.2 only: with TLS 1.3, libesmtp 1.1.0 often fails to read
+	 * the EHLO reply after STARTTLS ("SMTP server dropped connection",
+	 * in about half of the sessions against aiosmtpd; the records the
+	 * server sends after the handshake seem to trip its reader). */
+	SSL_CTX_set_min_proto_version(t->tls_ctx, TLS1_2_VERSION);
+	SSL_CTX_set_max_proto_version(t->tls_ctx, TLS1_2_VERSION);
+	if (SSL_CTX_set_default_verify_paths(t->tls_ctx) != 1)
+		return err_set(err, EX_CONFIG, "cannot load the system's "
+		    "trusted certificates");
+	return 0;
+}
+
+int
+transport_new(const struct transport_opts *opts, struct transport **t_r,
+    struct assent_err *err)
+{
+	struct transport *t;
+
+	*t_r = NULL;
+	if (opts->host == NULL || opts->host[0] == '\0')
+		return err_set(err, EX_CONFIG, "smtp.host is empty");
+	/* libesmtp splits "host:port" at the first colon. */
+	if (strchr(opts->host, ':') != NULL)
+		return err_set(err, EX_CONFIG, "smtp.host: %s: IPv6 address "
+		    "literals are not supported; use a host name",
+		    opts->host);
+	if (opts->port < 1 || opts->port > 65535)
+		return err_set(err, EX_CONFIG, "smtp.port: %d is out of range",
+		    opts->port);
+	t = xcalloc(1, sizeof(*t));
+	t->host = xstrdup(opts->host);
+	t->port = opts->port;
+	t->hostport = xasprintf("%s:%d", opts->host, opts->port);
+	t->starttls = opts->starttls;
+	t->tls_verify = opts->tls_verify;
+	t->timeout = opts->timeout > 0 ? opts->timeout : 300;
+	if (opts->helo != NULL && opts->helo[0] != '\0')
+		t->helo = xstrdup(opts->helo);
+	buf_init(&t->data);
+	if (opts->user != NULL && opts->user[0] != '\0') {
+		t->user = xstrdup(opts->user);
+		if (transport_read_password(opts->password_file, &t->password,
+		    err) == -1)
+			goto fail;
+	}
+	if (t->starttls != CONF_STARTTLS_OFF &&
+	    transport_tls_setup(t, err) == -1)
+		goto fail;
+	*t_r = t;
+	return 0;
+fail:
+	transport_free(t);
+	return -1;
+}
+
+void
+transport_free(struct transport *t)
+{
+	if (t == NULL)
+		return;
+	if (t->password != NULL) {
+		explicit_bzero(t->password, strlen(t->password));
+		free(t->password);
+	}
+	if (t->tls_ctx != NULL)
+		SSL_CTX_free(t->tls_ctx);
+	buf_free(&t->data);
+	free(t->host);
+	free(t->hostport);
+	free(t->user);
+	free(t->helo);
+	free(t);
+}
+
+void
+transport_opts_from_conf(const struct assent_conf *conf,
+    struct transport_opts *opts)
+{
+	memset(opts, 0, sizeof(*opts));
+	opts->host = conf->smtp_host;
+	opts->port = conf->smtp_port;
+	opts->starttls = conf->smtp_starttls;
+	opts->tls_verify = conf->smtp_tls_verify;
+	opts->user = conf->smtp_user;
+	opts->password_file = conf->smtp_password_file;
+	opts->helo = conf->smtp_helo;
+	opts->timeout = conf->smtp_timeout;
+}
+
+/* ---- libesmtp callbacks --------------------------------------------- */
+
+/* Give libesmtp the user name and password for AUTH (PLAIN, LOGIN,
+ * CRAM-MD5 ask for these); the strings stay ours. */
+static int
+transport_interact(auth_client_request_t request, char **result, int fields,
+    void *arg)
+{
+	static char empty[1];
+	struct transport *t = arg;
+	int i;
+
+	for (i = 0; i < fields; i++) {
+		if (request[i].flags & AUTH_USER)
+			result[i] = t->user;
+		else if (request[i].flags & AUTH_PASS)
+			result[i] = t->password;
+		else if (request[i].flags & AUTH_REALM)
+			result[i] = empty;
+		else
+			return 0;
+	}
+	return 1;
+}
+
+/* Make message index the one in t->data: pace, then fill. */
+static int
+transport_load(struct transport_session *ss, struct transport_item *it)
+{
+	struct transport *t = ss->t;
+	int saved = errno;
+
+	if (!it->data_requested) {
+		it->data_requested = true;
+		if (ss->pace != NULL)
+			ss->pace(ss->arg, it->index);
+	}
+	buf_reset(&t->data);
+	ss->loaded = SIZE_MAX;
+	if (ss->fill(ss->arg, it->index, &t->data) == -1)
+		return -1;
+	ss->loaded = it->index;
+	ss->pos = 0;
+	errno = saved;
+	return 0;
+}
+
+/*
+ * libesmtp's message callback. What was learned about libesmtp 1.1.0
+ * (from its source and checked against smtpd.py):
+ *
+ * - It is called only from the DATA phase of that message: after the
+ *   354 reply to DATA, first with len == NULL (rewind), then for data
+ *   until it returns NULL. It is not called earlier (no header scan at
+ *   MAIL time, no SIZE estimate: we set none), and never for a message
+ *   whose recipient was refused. So data is produced lazily, one
+ *   message at a time, and the buffer of message i-1 is no longer
+ *   needed when message i asks.
+ * - At the end of the data it must return NULL with *len = 0 and errno
+ *   untouched: libesmtp zeroes errno before reading and treats a NULL
+ *   with errno set as an error.
+ * - Returning NULL with errno set is that error: libesmtp then drops
+ *   the connection at once without sending the final "." (it cannot
+ *   recover in the middle of DATA), so the relay discards the message.
+ *   This is how a failed fill() (and data for a session whose AUTH
+ *   failed) is refused. The state stays sticky: libesmtp may call
+ *   again (it peeks for header continuation lines) and must get the
+ *   same answer.
+ * - *ctx would be free()d by libesmtp; it is not used.
+ */
+static const char *
+transport_message_cb(void **ctx, int *len, void *arg)
+{
+	struct transport_item *it = arg;
+	struct transport_session *ss = it->ss;
+	struct buf *data = &ss->t->data;
+	size_t left;
+
+	(void)ctx;
+	if (len == NULL) {
+		ss->pos = 0;
+		return NULL;
+	}
+	if (!ss->refuse_data && ss->t->user != NULL &&
+	    ss->auth != TRANSPORT_AUTH_OK)
+		ss->refuse_data = true;
+	if (!ss->refuse_data && ss->loaded != it->index &&
+	    transport_load(ss, it) == -1)
+		ss->refuse_data = true;
+	if (ss->refuse_data) {
+		it->abandoned = true;
+		*len = 0;
+		errno = ECANCELED;
+		return NULL;
+	}
+	left = data->len - ss->pos;
+	if (left == 0) {
+		*len = 0;
+		return NULL;
+	}
+	if (left > INT_MAX)
+		left = INT_MAX;
+	*len = (int)left;
+	ss->pos += left;
+	return data->data + ss->pos - left;
+}
+
+static void
+transport_event_tls(struct transport_session *ss, int event, va_list ap)
+{
+	const char *why = NULL;
+	long result;
+	int *ok, bits;
+
+	switch (event) {
+	case SMTP_EV_INVALID_PEER_CERTIFICATE:
+		result = va_arg(ap, long);
+		ok = va_arg(ap, int *);
+		*ok = !ss->t->tls_verify;
+		if (!*ok)
+			transport_fatal(ss, EX_UNAVAILABLE, "the relay's "
+			    "certificate failed verification: %s",
+			    X509_verify_cert_error_string(result));
+		return;
+	case SMTP_EV_WRONG_PEER_CERTIFICATE:
+		why = "the relay's certificate does not name the host";
+		break;
+	case SMTP_EV_NO_PEER_CERTIFICATE:
+		why = "the relay sent no certificate";
+		break;
+	case SMTP_EV_WEAK_CIPHER:
+		bits = va_arg(ap, int);
+		ok = va_arg(ap, int *);
+		*ok = 0;
+		transport_fatal(ss, EX_UNAVAILABLE, "the TLS cipher is too "
+		    "weak (%d bits)", bits);
+		return;
+	case SMTP_EV_NO_CLIENT_CERTIFICATE:
+	case SMTP_EV_UNUSABLE_CLIENT_CERTIFICATE:
+	case SMTP_EV_UNUSABLE_CA_LIST:
+		transport_fatal(ss, EX_UNAVAILABLE, "libesmtp cannot use the "
+		    "client certificate or CA list under ~/.authenticate");
+		return;
+	default:
+		return;
+	}
+	ok = va_arg(ap, int *);
+	*ok = !ss->t->tls_verify;
+	if (!*ok)
+		transport_fatal(ss, EX_UNAVAILABLE, "%s", why);
+}
+
+static void
+transport_event(smtp_session_t session, int event, void *arg, ...)
+{
+	struct transport_session *ss = arg;
+	va_list ap;
+
+	(void)session;
+	va_start(ap, arg);
+	if (event == SMTP_EV_EXTNA_STARTTLS)
+		transport_fatal(ss, EX_UNAVAILABLE, "STARTTLS is required "
+		    "but the relay does not offer it");
+	else if (event >= SMTP_EV_WEAK_CIPHER)
+		transport_event_tls(ss, event, ap);
+	va_end(ap);
+}
+
+/* The protocol monitor: the only way to learn whether AUTH succeeded
+ * (libesmtp goes on without authentication when every mechanism
+ * failed) and what the relay said when it refused the session. It does
+ * not see message data; it never keeps what we write. */
+static void
+transport_monitor(const char *buf, int len, int writing, void *arg)
+{
+	struct transport_session *ss = arg;
+	size_t n;
+
+	if (writing == SMTP_CB_WRITING) {
+		if (len >= 5 && strncasecmp(buf, "AUTH ", 5) == 0)
+			ss->auth = TRANSPORT_AUTH_PENDING;
+		return;
+	}
+	if (writing != SMTP_CB_READING || len < 4)
+		return;
+	n = strcspn(buf, "\r\n");
+	if (n > (size_t)len)
+		n = (size_t)len;
+	if (buf[0] == '4' || buf[0] == '5')
+		transport_sanitize(ss->error_reply, sizeof(ss->error_reply),
+		    buf, n);
+	if (ss->auth != TRANSPORT_AUTH_PENDING || buf[0] == '3')
+		return;
+	if (buf[0] == '2') {
+		ss->auth = TRANSPORT_AUTH_OK;
+		return;
+	}
+	ss->auth = TRANSPORT_AUTH_FAILED;
+	transport_sanitize(ss->auth_reply, sizeof(ss->auth_reply), buf, n);
+}
+
+/* ---- one session ----------------------------------------------------- */
+
+static enum starttls_option
+transport_starttls_option(enum conf_starttls starttls)
+{
+	switch (starttls) {
+	case CONF_STARTTLS_OPPORTUNISTIC:
+		return Starttls_ENABLED;
+	case CONF_STARTTLS_REQUIRED:
+		return Starttls_REQUIRED;
+	case CONF_STARTTLS_OFF:
+		break;
+	}
+	return Starttls_DISABLED;
+}
+
+static int
+transport_setup(struct transport_session *ss, smtp_session_t session,
+    auth_context_t *auth_r)
+{
+	static const int timeouts[] = { Timeout_GREETING, Timeout_ENVELOPE,
+	    Timeout_DATA, Timeout_TRANSFER, Timeout_DATA2 };
+	struct transport *t = ss->t;
+	auth_context_t auth;
+	size_t i;
+
+	if (!smtp_set_server(session, t->hostport) ||
+	    !smtp_set_hostname(session, t->helo) ||
+	    !smtp_set_eventcb(session, transport_event, ss) ||
+	    !smtp_set_monitorcb(session, transport_monitor, ss, 0) ||
+	    !smtp_starttls_enable(session,
+	    transport_starttls_option(t->starttls)))
+		return -1;
+	for (i = 0; i < sizeof(timeouts) / sizeof(timeouts[0]); i++)
+		if (smtp_set_timeout(session,
+		    timeouts[i] | Timeout_OVERRIDE_RFC2822_MINIMUM,
+		    (long)t->timeout * 1000L) == 0)
+			return -1;
+	if (t->tls_ctx != NULL && !smtp_starttls_set_ctx(session, t->tls_ctx))
+		return -1;
+	if (t->user == NULL)
+		return 0;
+	pthread_once(&transport_auth_once, transport_auth_init);
+	if ((auth = auth_create_context()) == NULL)
+		return -1;
+	*auth_r = auth;
+	/* Without AUTH_PLUGIN_PLAIN, PLAIN and LOGIN are skipped. */
+	if (!auth_set_mechanism_flags(auth, AUTH_PLUGIN_PLAIN, 0) ||
+	    !auth_set_interact_cb(auth, transport_interact, t) ||
+	    !smtp_auth_set_context(session, auth))
+		return -1;
+	return 0;
+}
+
+static int
+transport_add(struct transport_session *ss, smtp_session_t session,
+    struct transport_msg *msgs)
+{
+	struct transport_item *it;
+	size_t i;
+
+	for (i = 0; i < ss->n; i++) {
+		it = &ss->items[i];
+		it->ss = ss;
+		it->index = i;
+		if ((it->message = smtp_add_message(session)) == NULL ||
+		    !smtp_set_reverse_path(it->message,
+		    msgs[i].envelope_from) ||
+		    (it->recipient = smtp_add_recipient(it->message,
+		    msgs[i].rcpt)) == NULL ||
+		    !smtp_set_messagecb(it->message, transport_message_cb, it))
+			return -1;
+	}
+	return 0;
+}
+
+static void
+transport_status(struct transport_msg *m, enum transport_outcome outcome,
+    const smtp_status_t *st)
+{
+	m->outcome = outcome;
+	m->code = st->code;
+	m->enhanced[0] = '\0';
+	if (st->enh_class > 0)
+		snprintf(m->enhanced, sizeof(m->enhanced), "%d.%d.%d",
+		    st->enh_class, st->enh_subject, st->enh_detail);
+	if (st->text != NULL)
+		transport_sanitize(m->reply, sizeof(m->reply), st->text,
+		    strlen(st->text));
+}
+
+/* A 4xx or 5xx (anything else is not success either: retry later). */
+static void
+transport_refused(struct transport_msg *m, const smtp_status_t *st)
+{
+	transport_status(m, st->code / 100 == 5 ? TRANSPORT_PERMFAIL :
+	    TRANSPORT_TEMPFAIL, st);
+}
+
+static void
+transport_outcome(struct transport_item *it, struct transport_msg *m)
+{
+	const smtp_status_t *st;
+
+	st = smtp_reverse_path_status(it->message);
+	if (st->code != 0 && st->code / 100 != 2) {
+		transport_refused(m, st);
+		return;
+	}
+	st = smtp_recipient_status(it->recipient);
+	if (st->code == 0 || it->abandoned)
+		return;                 /* NOT_TRIED */
+	if (st->code / 100 != 2) {
+		transport_refused(m, st);
+		return;
+	}
+	st = smtp_message_transfer_status(it->message);
+	if (st->code / 100 == 2)
+		transport_status(m, TRANSPORT_SENT, st);
+	else if (st->code / 100 == 4 || st->code / 100 == 5)
+		transport_refused(m, st);
+	else if (it->data_requested) {
+		/* 0 or a 354 left over: the data went out, no reply came. */
+		m->outcome = TRANSPORT_UNCERTAIN;
+		snprintf(m->reply, sizeof(m->reply), "no reply after the "
+		    "message data: the connection broke");
+	}
+	/* else DATA was never answered: no data went out, NOT_TRIED */
+}
+
+static void
+transport_reset(struct transport_msg *msgs, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		msgs[i].outcome = TRANSPORT_NOT_TRIED;
+		msgs[i].code = 0;
+		msgs[i].enhanced[0] = '\0';
+		msgs[i].reply[0] = '\0';
+	}
+}
+
+static long
+transport_elapsed(const struct transport_session *ss)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (long)(now.tv_sec - ss->start.tv_sec);
+}
+
+/* Why no message could be tried, or NULL when some could. */
+static const char *
+transport_failure(struct transport_session *ss, int started, int *code_r,
+    char *buf, size_t size)
+{
+	char why[128];
+	bool tried = false;
+	size_t i;
+	int e;
+
+	*code_r = EX_TEMPFAIL;
+	if (ss->fatal_reason[0] != '\0') {
+		*code_r = ss->fatal_code;
+		return ss->fatal_reason;
+	}
+	for (i = 0; started && !tried && i < ss->n; i++)
+		if (smtp_reverse_path_status(ss->items[i].message)->code != 0)
+			tried = true;
+	if (ss->t->user != NULL && (ss->auth == TRANSPORT_AUTH_FAILED ||
+	    ss->auth == TRANSPORT_AUTH_PENDING)) {
+		*code_r = EX_UNAVAILABLE;
+		snprintf(buf, size, "authentication failed: %s",
+		    ss->auth_reply[0] != '\0' ? ss->auth_reply : "no reply");
+		return buf;
+	}
+	if (tried && ss->t->user != NULL && ss->auth != TRANSPORT_AUTH_OK) {
+		*code_r = EX_UNAVAILABLE;
+		return "the relay offers no AUTH mechanism we can use";
+	}
+	if (tried)
+		return NULL;
+	if (ss->error_reply[0] != '\0') {
+		if (ss->error_reply[0] == '5')
+			*code_r = EX_UNAVAILABLE;
+		snprintf(buf, size, "the relay refused the session: %s",
+		    ss->error_reply);
+		return buf;
+	}
+	e = smtp_errno();
+	if (e == SMTP_ERR_EAI_NONAME || e == SMTP_ERR_EAI_NODATA)
+		*code_r = EX_UNAVAILABLE;
+	/* libesmtp reports a timeout as a dropped connection */
+	if (e == SMTP_ERR_DROPPED_CONNECTION &&
+	    transport_elapsed(ss) >= ss->t->timeout) {
+		snprintf(buf, size, "no reply within %d s", ss->t->timeout);
+		return buf;
+	}
+	if (e == 0 || smtp_strerror(e, why, sizeof(why)) == NULL)
+		snprintf(why, sizeof(why), "the session ended early");
+	snprintf(buf, size, "%s", why);
+	return buf;
+}
+
+int
+transport_send(struct transport *t, struct transport_msg *msgs, size_t n,
+    transport_fill_fn fill, transport_pace_fn pace, void *arg,
+    struct assent_err *err)
+{
+	struct transport_session ss;
+	smtp_session_t session;
+	auth_context_t auth = NULL;
+	char buf[TRANSPORT_REASON_MAX];
+	const char *why;
+	int started = 0, code, rc = -1;
+	size_t i;
+
+	transport_reset(msgs, n);
+	if (n == 0)
+		return 0;
+	memset(&ss, 0, sizeof(ss));
+	ss.t = t;
+	ss.n = n;
+	ss.fill = fill;
+	ss.pace = pace;
+	ss.arg = arg;
+	ss.loaded = SIZE_MAX;
+	ss.items = xcalloc(n, sizeof(*ss.items));
+	if ((session = smtp_create_session()) == NULL ||
+	    transport_setup(&ss, session, &auth) == -1 ||
+	    transport_add(&ss, session, msgs) == -1) {
+		err_set(err, EX_SOFTWARE, "SMTP relay %s: cannot set up the "
+		    "libesmtp session: %s", t->hostport,
+		    smtp_strerror(smtp_errno(), buf, sizeof(buf)));
+		goto done;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &ss.start);
+	started = smtp_start_session(session);
+	why = transport_failure(&ss, started, &code, buf, sizeof(buf));
+	if (why != NULL) {
+		err_set(err, code, "SMTP relay %s: %s", t->hostport, why);
+		goto done;
+	}
+	for (i = 0; i < n; i++)
+		transport_outcome(&ss.items[i], &msgs[i]);
+	rc = 0;
+done:
+	if (session != NULL)
+		smtp_destroy_session(session);
+	if (auth != NULL)
+		auth_destroy_context(auth);
+	free(ss.items);
+	return rc;
+}
+
+/* ---- outcomes -------------------------------------------------------- */
+
+const char *
+transport_outcome_name(enum transport_outcome outcome)
+{
+	switch (outcome) {
+	case TRANSPORT_NOT_TRIED:
+		return "not-tried";
+	case TRANSPORT_SENT:
+		return "sent";
+	case TRANSPORT_TEMPFAIL:
+		return "tempfail";
+	case TRANSPORT_PERMFAIL:
+		return "permfail";
+	case TRANSPORT_UNCERTAIN:
+		return "uncertain";
+	}
+	return "unknown";
+}
+
+bool
+transport_is_hard_bounce(int code, const char *enhanced)
+{
+	if (code < 500 || code > 599)
+		return false;
+	if (enhanced != NULL && enhanced[0] != '\0')
+		return strncmp(enhanced, "5.1.", 4) == 0 &&
+		    enhanced[4] >= '0' && enhanced[4] <= '9';
+	return code == 550 || code == 553;
+}

@@ -1,0 +1,634 @@
+/*
+ * check_send: campaigns end to end. assentd ($ASSENTD_BIN) sends to a
+ * real SMTP server (tests/harness/smtpd.py, whose recipients' local
+ * parts choose its answers) from the real test PostgreSQL, and the
+ * tests check what arrived: every sendable recipient exactly once, no
+ * suppressed one, retries, hard bounces, kill -9 in the middle, two
+ * daemons on one campaign, a relay that is down, pause and resume.
+ */
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <check.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "assent/campaign.h"
+#include "assent/consent.h"
+#include "assent/keys.h"
+#include "assent/lists.h"
+#include "assent/subs.h"
+#include "assent/suppress.h"
+#include "assent/xmalloc.h"
+#include "testhelp.h"
+
+#define conn testhelp_conn
+#define DONE_MS 60000           /* how long a campaign may take here */
+
+static const struct ledger_evidence ev = {
+	.source = "check_send", .operator_name = "tester",
+};
+
+static const char text_body[] =
+    "Hello {{ name | \"friend\" }},\n"
+    "\n"
+    ".a line that starts with a dot\n"
+    "Leave: {{ unsubscribe_url }}\n"
+    "{{ sender.postal_address }}\n";
+static const char html_body[] =
+    "<p>Hello {{ name | \"friend\" }}</p>\n"
+    "<p><a href=\"{{ unsubscribe_url }}\">leave</a> {{ sender.postal_address }}</p>\n";
+
+/* One test's world: a directory, keys, the SMTP server, a config. */
+static struct world {
+	char dir[64];
+	char *keys;
+	char *smtp_dir;
+	int smtp_port;
+	pid_t smtp_pid;
+	char *conf;
+	int http_port;
+	struct keys *k;
+	struct suppress_ctx gate;
+} w;
+
+/* ---- set-up ------------------------------------------------------------- */
+
+static void
+smtp_start(void)
+{
+	char port[16], *script, *log;
+
+	snprintf(port, sizeof(port), "%d", w.smtp_port);
+	script = xasprintf("%s/tests/harness/smtpd.py", getenv("ASSENT_SRCDIR"));
+	log = xasprintf("%s/smtpd.log", w.dir);
+	{
+		const char *argv[] = { "/usr/bin/python3", script, "--port", port,
+		    "--dir", w.smtp_dir, NULL };
+		long deadline = testhelp_now_ms() + 10000;
+
+		w.smtp_pid = testhelp_spawn(argv, log);
+		while (!testhelp_port_accepts(w.smtp_port)) {
+			ck_assert_msg(testhelp_now_ms() < deadline,
+			    "smtpd.py never listened: %s", testhelp_file_read(log));
+			testhelp_sleep_ms(20);
+		}
+	}
+	free(script);
+	free(log);
+}
+
+static void
+smtp_stop(void)
+{
+	if (w.smtp_pid > 0) {
+		kill(w.smtp_pid, SIGTERM);
+		if (testhelp_wait_exit(w.smtp_pid, 3000) == -1) {
+			kill(w.smtp_pid, SIGKILL);
+			testhelp_wait_exit(w.smtp_pid, 3000);
+		}
+	}
+	w.smtp_pid = 0;
+}
+
+/* The config for one daemon: sending settings in sending (libconfig
+ * text inside the group). */
+static char *
+world_conf(const char *sending)
+{
+	char port[16], *extra, *path;
+
+	snprintf(port, sizeof(port), "%d", w.smtp_port);
+	setenv("ASSENT_TEST_SMTP_PORT", port, 1);
+	extra = xasprintf(
+	    "tokens = { keys_file = \"%s\"; };\n"
+	    "sending = { %s };\n"
+	    "sender = { from = \"news@example.org\"; "
+	    "bounce_domain = \"bounce.example.org\"; "
+	    "postal_address = \"1 Test Road, Testtown\"; };\n",
+	    w.keys, sending);
+	path = testhelp_write_conf(testhelp_dsn, testhelp_free_port(), extra);
+	free(extra);
+	return path;
+}
+
+static void
+setup(void)
+{
+	struct assent_err err;
+
+	testhelp_fixture_db();
+	memset(&w, 0, sizeof(w));
+	strcpy(w.dir, "/tmp/assent-send-XXXXXX");
+	ck_assert(mkdtemp(w.dir) != NULL);
+	w.keys = xasprintf("%s/keys.conf", w.dir);
+	ck_assert_msg(keys_generate(w.keys, &err) == 0, "%s", err.msg);
+	ck_assert_msg(keys_load(w.keys, &w.k, &err) == 0, "%s", err.msg);
+	w.gate.pepper = keys_pepper(w.k, &w.gate.pepper_len);
+	w.smtp_dir = xasprintf("%s/smtp", w.dir);
+	ck_assert(mkdir(w.smtp_dir, 0700) == 0);
+	w.smtp_port = testhelp_free_port();
+	ck_assert_int_eq(lists_create(conn, "news", NULL, false, &err), 0);
+	ck_assert_int_eq(lists_create(conn, "offers", NULL, false, &err), 0);
+}
+
+static void
+teardown(void)
+{
+	smtp_stop();
+	keys_free(w.k);
+	testhelp_fixture_drop();
+	/* the directory stays for a post-mortem when a test failed */
+}
+
+static void
+subscribe_named(const char *email, const char *name, const char *list)
+{
+	struct subs_request req = { .email = email, .list = list, .name = name,
+	    .channel = "cli", .evidence = &ev };
+	struct assent_err err;
+	char status[16];
+
+	ck_assert_msg(subs_add(conn, &req, status, &err) == 0, "%s: %s", email,
+	    err.msg);
+}
+
+static void
+subscribe(const char *email, const char *list)
+{
+	subscribe_named(email, NULL, list);
+}
+
+/* n subscribers PREFIX0@DOMAIN .. PREFIX(n-1)@DOMAIN on list. */
+static void
+subscribe_many(const char *prefix, const char *domain, int n, const char *list)
+{
+	for (int i = 0; i < n; i++) {
+		char email[128];
+
+		snprintf(email, sizeof(email), "%s%d@%s", prefix, i, domain);
+		subscribe(email, list);
+	}
+}
+
+static void
+suppress(const char *what, bool hashed)
+{
+	struct suppress_target t;
+	struct suppress_new n = { .reason = "manual", .source = "check_send",
+	    .added_by = "tester" };
+	struct assent_err err;
+	long long id;
+	bool added;
+
+	ck_assert_msg(suppress_target_parse(&w.gate, what, hashed, &t, &err) == 0,
+	    "%s", err.msg);
+	ck_assert_msg(suppress_add(conn, &t, &n, &id, &added, &err) == 0, "%s",
+	    err.msg);
+}
+
+/* A campaign to lists (comma-separated), scheduled now. */
+static void
+campaign_now(const char *name, const char *const *lists, size_t nlists)
+{
+	struct campaign_content c = {
+		.lists = lists, .nlists = nlists,
+		.subject = "News for {{ name | \"you\" }}",
+		.from = "Example News <news@example.org>",
+		.text = text_body, .html = html_body,
+	};
+	struct assent_err err;
+
+	ck_assert_msg(campaign_create(conn, name, &c, "tester", NULL, &err) == 0,
+	    "%s", err.msg);
+	ck_assert_msg(campaign_schedule(conn, name, "now", false, 86400, &err) == 0,
+	    "%s", err.msg);
+}
+
+/* ---- the daemon --------------------------------------------------------------- */
+
+static pid_t
+daemon_start(const char *conf, const char *log)
+{
+	const char *argv[] = { getenv("ASSENTD_BIN"), "-f", "-c", conf, NULL };
+
+	ck_assert_msg(argv[0] != NULL, "ASSENTD_BIN is not set");
+	return testhelp_spawn(argv, log);
+}
+
+static void
+daemon_stop(pid_t pid)
+{
+	kill(pid, SIGTERM);
+	ck_assert_int_eq(testhelp_wait_exit(pid, 20000), 0);
+}
+
+static char *
+campaign_state(const char *name)
+{
+	const char *params[] = { name };
+	PGresult *res = PQexecParams(conn, "SELECT state FROM campaigns"
+	    " WHERE name = $1", 1, NULL, params, NULL, NULL, 0);
+	char *state;
+
+	ck_assert_int_eq(PQntuples(res), 1);
+	state = xstrdup(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return state;
+}
+
+/* Wait until the campaign is done; fail with the daemon's log if not. */
+static void
+wait_done(const char *name, const char *log)
+{
+	long deadline = testhelp_now_ms() + DONE_MS;
+
+	for (;;) {
+		char *state = campaign_state(name);
+		bool done = strcmp(state, "done") == 0;
+
+		free(state);
+		if (done)
+			return;
+		ck_assert_msg(testhelp_now_ms() < deadline,
+		    "campaign %s not done after %d ms; daemon log:\n%s", name,
+		    DONE_MS, testhelp_file_read(log));
+		testhelp_sleep_ms(100);
+	}
+}
+
+/* ---- what the SMTP server saw --------------------------------------------------- */
+
+/* {rcpt: times accepted} and the accepted entries in order. */
+static json_t *
+smtp_accepted(json_t **entries_r)
+{
+	char *path = xasprintf("%s/log.jsonl", w.smtp_dir);
+	char *text = testhelp_file_read(path), *line, *save = NULL;
+	json_t *counts = json_object(), *entries = json_array();
+
+	for (line = strtok_r(text, "\n", &save); line != NULL;
+	    line = strtok_r(NULL, "\n", &save)) {
+		json_t *e = json_loads(line, 0, NULL);
+		const char *rcpt;
+
+		ck_assert_msg(e != NULL, "bad log line: %s", line);
+		rcpt = json_string_value(json_object_get(e, "rcpt"));
+		if (json_object_get(e, "file") != NULL && rcpt != NULL) {
+			json_int_t n = json_integer_value(json_object_get(counts, rcpt));
+
+			json_object_set_new(counts, rcpt, json_integer(n + 1));
+			json_array_append(entries, e);
+		}
+		json_decref(e);
+	}
+	free(text);
+	free(path);
+	if (entries_r != NULL)
+		*entries_r = entries;
+	else
+		json_decref(entries);
+	return counts;
+}
+
+static long
+smtp_accepted_total(void)
+{
+	json_t *entries, *counts = smtp_accepted(&entries);
+	long n = (long)json_array_size(entries);
+
+	json_decref(counts);
+	json_decref(entries);
+	return n;
+}
+
+static void
+wait_accepted(long at_least, const char *log)
+{
+	long deadline = testhelp_now_ms() + DONE_MS;
+
+	while (smtp_accepted_total() < at_least) {
+		ck_assert_msg(testhelp_now_ms() < deadline, "fewer than %ld "
+		    "messages arrived; daemon log:\n%s", at_least,
+		    testhelp_file_read(log));
+		testhelp_sleep_ms(20);
+	}
+}
+
+/* No address received more than once. */
+static void
+assert_no_duplicates(json_t *counts)
+{
+	const char *rcpt;
+	json_t *n;
+
+	json_object_foreach(counts, rcpt, n)
+		ck_assert_msg(json_integer_value(n) == 1, "%s received %lld copies",
+		    rcpt, (long long)json_integer_value(n));
+}
+
+static long
+count(const char *sql)
+{
+	return testhelp_query_long(conn, sql);
+}
+
+/* ---- tests ------------------------------------------------------------------------------ */
+
+START_TEST(test_end_to_end)
+{
+	const char *lists[] = { "news", "offers" };
+	json_t *entries, *counts;
+	char *log, *msg_path, *msg;
+	const char *file, *from;
+	pid_t pid;
+
+	subscribe_many("s", "example.org", 30, "news");
+	subscribe_many("s", "example.org", 10, "offers");   /* s0-s9 on both */
+	subscribe_many("o", "example.net", 5, "offers");
+	subscribe_many("b", "blocked.example", 2, "news");
+	subscribe("flaky0@example.org", "news");
+	subscribe("reject0@example.org", "news");
+	subscribe_named("zoe@example.org", "Zoë Ünal", "news");
+	suppress("s1@example.org", false);
+	suppress("S2@Example.ORG", true);                  /* hashed entry */
+	suppress("@blocked.example", false);
+	campaign_now("spring", lists, 2);
+	w.conf = world_conf("concurrency = 2; batch = 7; retry_base = 1; "
+	    "max_attempts = 3;");
+	log = xasprintf("%s/assentd.log", w.dir);
+	smtp_start();
+	pid = daemon_start(w.conf, log);
+	wait_done("spring", log);
+	daemon_stop(pid);
+
+	counts = smtp_accepted(&entries);
+	assert_no_duplicates(counts);
+	/* 30 + 5 + flaky + Zoë: 37 sendable, less s1 and s2 */
+	ck_assert_int_eq(json_object_size(counts), 35);
+	ck_assert_ptr_nonnull(json_object_get(counts, "flaky0@example.org"));
+	ck_assert_ptr_nonnull(json_object_get(counts, "s0@example.org"));
+	ck_assert_ptr_nonnull(json_object_get(counts, "o4@example.net"));
+	ck_assert_ptr_null(json_object_get(counts, "s1@example.org"));
+	ck_assert_ptr_null(json_object_get(counts, "s2@example.org"));
+	ck_assert_ptr_null(json_object_get(counts, "b0@blocked.example"));
+	ck_assert_ptr_null(json_object_get(counts, "reject0@example.org"));
+	/* the database's account agrees */
+	ck_assert_int_eq(count("SELECT count(*) FROM deliveries"), 40);
+	ck_assert_int_eq(count("SELECT count(*) FROM deliveries WHERE state = 'sent'"), 35);
+	ck_assert_int_eq(count("SELECT count(*) FROM deliveries WHERE state = 'suppressed'"
+	    " AND suppression_id IS NOT NULL AND suppress_reason = 'manual'"), 4);
+	ck_assert_int_eq(count("SELECT attempts FROM deliveries d JOIN subscribers s"
+	    " ON s.id = d.subscriber_id WHERE s.email = 'flaky0@example.org'"), 2);
+	/* a 5.1.1 is a hard bounce: failed, and suppressed from now on */
+	ck_assert_int_eq(count("SELECT count(*) FROM deliveries d JOIN subscribers s"
+	    " ON s.id = d.subscriber_id WHERE s.email = 'reject0@example.org'"
+	    " AND d.state = 'failed' AND d.smtp_reply LIKE '550 5.1.1%'"), 1);
+	ck_assert_int_eq(count("SELECT count(*) FROM suppressions WHERE"
+	    " value = 'reject0@example.org' AND reason = 'hard-bounce'"
+	    " AND removed_at IS NULL"), 1);
+
+	/* one message as it arrived */
+	for (size_t i = 0; i < json_array_size(entries); i++) {
+		json_t *e = json_array_get(entries, i);
+
+		if (strcmp(json_string_value(json_object_get(e, "rcpt")),
+		    "s0@example.org") != 0)
+			continue;
+		file = json_string_value(json_object_get(e, "file"));
+		from = json_string_value(json_object_get(e, "mail_from"));
+		ck_assert_msg(strncmp(from, "b-", 2) == 0 && strlen(from) == 2 + 48 +
+		    strlen("@bounce.example.org") && strstr(from,
+		    "@bounce.example.org") != NULL, "envelope sender %s", from);
+		msg_path = xasprintf("%s/%s", w.smtp_dir, file);
+		msg = testhelp_file_read(msg_path);
+		ck_assert_ptr_nonnull(strstr(msg, "\r\nList-Unsubscribe-Post: "
+		    "List-Unsubscribe=One-Click\r\n"));
+		ck_assert_ptr_nonnull(strstr(msg, "\r\nList-Unsubscribe: <http"));
+		ck_assert_ptr_nonnull(strstr(msg, "mailto:u-"));
+		ck_assert_ptr_nonnull(strstr(msg, "From: Example News <news@example.org>\r\n"));
+		ck_assert_ptr_nonnull(strstr(msg, "To: s0@example.org\r\n"));
+		ck_assert_ptr_nonnull(strstr(msg, "@example.org>\r\n"));
+		ck_assert_ptr_nonnull(strstr(msg, "multipart/alternative"));
+		ck_assert_ptr_nonnull(strstr(msg, "\r\n=2Ea line that starts with a dot"));
+		free(msg);
+		free(msg_path);
+	}
+	json_decref(counts);
+	json_decref(entries);
+	free(log);
+}
+END_TEST
+
+/* An entry added while the campaign runs stops the messages not yet
+ * claimed: the gate runs at claim time, not only when the audience was
+ * built. */
+START_TEST(test_suppressed_mid_campaign)
+{
+	const char *lists[] = { "news" };
+	json_t *counts;
+	char *log;
+	pid_t pid;
+
+	subscribe_many("m", "example.org", 60, "news");
+	campaign_now("midway", lists, 1);
+	w.conf = world_conf("concurrency = 1; batch = 5; rate = 20;");
+	log = xasprintf("%s/assentd.log", w.dir);
+	smtp_start();
+	pid = daemon_start(w.conf, log);
+	wait_accepted(5, log);
+	suppress("m59@example.org", false);
+	suppress("M58@example.org", true);
+	wait_done("midway", log);
+	daemon_stop(pid);
+	counts = smtp_accepted(NULL);
+	assert_no_duplicates(counts);
+	ck_assert_int_eq(json_object_size(counts), 58);
+	ck_assert_ptr_null(json_object_get(counts, "m59@example.org"));
+	ck_assert_ptr_null(json_object_get(counts, "m58@example.org"));
+	ck_assert_int_eq(count("SELECT count(*) FROM deliveries WHERE state = 'suppressed'"), 2);
+	json_decref(counts);
+	free(log);
+}
+END_TEST
+
+/* kill -9 in the middle, three times: nobody gets two copies, and every
+ * delivery ends sent, suppressed, failed or unknown; unknown ones go
+ * out only when the operator says so. */
+START_TEST(test_crash_never_sends_twice)
+{
+	const char *lists[] = { "news" };
+	struct assent_err err;
+	json_t *counts, *entries;
+	long resent, received = 0;
+	char *log;
+	pid_t pid;
+
+	subscribe_many("k", "example.org", 300, "news");
+	campaign_now("crashy", lists, 1);
+	w.conf = world_conf("concurrency = 2; batch = 10; rate = 150;");
+	log = xasprintf("%s/assentd.log", w.dir);
+	smtp_start();
+	for (int round = 0; round < 3; round++) {
+		pid = daemon_start(w.conf, log);
+		wait_accepted(received + 40, log);
+		kill(pid, SIGKILL);
+		ck_assert_int_eq(testhelp_wait_exit(pid, 5000), 128 + SIGKILL);
+		received = smtp_accepted_total();
+	}
+	pid = daemon_start(w.conf, log);
+	wait_done("crashy", log);
+	counts = smtp_accepted(&entries);
+	assert_no_duplicates(counts);
+	ck_assert_int_eq(count("SELECT count(*) FROM deliveries WHERE state NOT IN"
+	    " ('sent', 'unknown')"), 0);
+	/* everything sent arrived, and whatever arrived is sent or unknown */
+	ck_assert_int_eq(count("SELECT count(*) FROM deliveries WHERE state = 'sent'")
+	    + count("SELECT count(*) FROM deliveries WHERE state = 'unknown'"), 300);
+	ck_assert_int_ge((long)json_object_size(counts),
+	    count("SELECT count(*) FROM deliveries WHERE state = 'sent'"));
+	ck_assert_int_le((long)json_object_size(counts), 300);
+	/* the unknown ones, on the operator's word */
+	ck_assert_msg(campaign_resend_unknown(conn, "crashy", &resent, &err) == 0,
+	    "%s", err.msg);
+	ck_assert_int_eq(resent, count("SELECT count(*) FROM deliveries WHERE state = 'queued'"));
+	wait_done("crashy", log);
+	daemon_stop(pid);
+	ck_assert_int_eq(count("SELECT count(*) FROM deliveries WHERE state = 'sent'"), 300);
+	json_decref(counts);
+	json_decref(entries);
+	free(log);
+}
+END_TEST
+
+START_TEST(test_two_daemons_one_campaign)
+{
+	const char *lists[] = { "news" };
+	json_t *counts;
+	char *log1, *log2, *conf2, *text;
+	pid_t p1, p2;
+
+	subscribe_many("t", "example.org", 400, "news");
+	w.conf = world_conf("concurrency = 2; batch = 10; rate = 100;");
+	conf2 = world_conf("concurrency = 2; batch = 10; rate = 100;");
+	log1 = xasprintf("%s/assentd1.log", w.dir);
+	log2 = xasprintf("%s/assentd2.log", w.dir);
+	smtp_start();
+	p1 = daemon_start(w.conf, log1);
+	p2 = daemon_start(conf2, log2);
+	testhelp_sleep_ms(500);
+	campaign_now("shared", lists, 1);
+	wait_done("shared", log1);
+	daemon_stop(p1);
+	daemon_stop(p2);
+	counts = smtp_accepted(NULL);
+	assert_no_duplicates(counts);
+	ck_assert_int_eq(json_object_size(counts), 400);
+	/* both took part */
+	text = testhelp_file_read(log1);
+	ck_assert_msg(strstr(text, ": claimed ") != NULL, "daemon 1 sent nothing:\n%s", text);
+	free(text);
+	text = testhelp_file_read(log2);
+	ck_assert_msg(strstr(text, ": claimed ") != NULL, "daemon 2 sent nothing:\n%s", text);
+	free(text);
+	json_decref(counts);
+	free(log1);
+	free(log2);
+	free(conf2);
+}
+END_TEST
+
+/* A relay that refuses connections: nothing is lost, nothing counts as
+ * an attempt, and all goes out once it is back. */
+START_TEST(test_relay_down_then_up)
+{
+	const char *lists[] = { "news" };
+	json_t *counts;
+	char *log, *text;
+	pid_t pid;
+
+	subscribe_many("r", "example.org", 20, "news");
+	campaign_now("patient", lists, 1);
+	w.conf = world_conf("concurrency = 1; batch = 5;");
+	log = xasprintf("%s/assentd.log", w.dir);
+	pid = daemon_start(w.conf, log);
+	testhelp_sleep_ms(2500);
+	ck_assert_int_eq(count("SELECT count(*) FROM deliveries WHERE state = 'queued'"
+	    " AND attempts = 0"), 20);
+	text = testhelp_file_read(log);
+	ck_assert_msg(strstr(text, "relay") != NULL, "no word of the relay:\n%s", text);
+	free(text);
+	smtp_start();
+	wait_done("patient", log);
+	daemon_stop(pid);
+	counts = smtp_accepted(NULL);
+	assert_no_duplicates(counts);
+	ck_assert_int_eq(json_object_size(counts), 20);
+	json_decref(counts);
+	free(log);
+}
+END_TEST
+
+START_TEST(test_pause_resume)
+{
+	const char *lists[] = { "news" };
+	struct assent_err err;
+	json_t *counts;
+	long held;
+	char *log;
+	pid_t pid;
+
+	subscribe_many("p", "example.org", 100, "news");
+	campaign_now("halting", lists, 1);
+	w.conf = world_conf("concurrency = 1; batch = 5; rate = 40;");
+	log = xasprintf("%s/assentd.log", w.dir);
+	smtp_start();
+	pid = daemon_start(w.conf, log);
+	wait_accepted(10, log);
+	ck_assert_msg(campaign_pause(conn, "halting", &err) == 0, "%s", err.msg);
+	testhelp_sleep_ms(1000);        /* the batch in flight finishes */
+	held = smtp_accepted_total();
+	testhelp_sleep_ms(1500);
+	ck_assert_int_eq(smtp_accepted_total(), held);
+	ck_assert_int_lt(held, 100);
+	ck_assert_msg(campaign_resume(conn, "halting", &err) == 0, "%s", err.msg);
+	wait_done("halting", log);
+	daemon_stop(pid);
+	counts = smtp_accepted(NULL);
+	assert_no_duplicates(counts);
+	ck_assert_int_eq(json_object_size(counts), 100);
+	json_decref(counts);
+	free(log);
+}
+END_TEST
+
+static Suite *
+send_suite(void)
+{
+	Suite *s = suite_create("send");
+	TCase *tc = tcase_create("end to end");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_end_to_end);
+	tcase_add_test(tc, test_suppressed_mid_campaign);
+	tcase_add_test(tc, test_crash_never_sends_twice);
+	tcase_add_test(tc, test_two_daemons_one_campaign);
+	tcase_add_test(tc, test_relay_down_then_up);
+	tcase_add_test(tc, test_pause_resume);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	testhelp_require_servers();
+	signal(SIGPIPE, SIG_IGN);
+	return testhelp_run_suite(send_suite());
+}

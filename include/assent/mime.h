@@ -34,7 +34,7 @@
  * character (CR and LF above all) or invalid UTF-8 in any header input;
  * an address that is not a plain dot-atom "local@domain" (addresses are
  * expected already normalised by addr_parse()); a List-Unsubscribe URL
- * that is not https or holds characters outside RFC 3986 (a comma
+ * that is not https (mime_url_scheme_ok()) or holds characters outside RFC 3986 (a comma
  * included, as RFC 2369 asks); a body that is not valid UTF-8.
  *
  * Message-ID: the caller gives the unique left part (dot-atom text, at
@@ -49,6 +49,7 @@
 #ifndef ASSENT_MIME_H
 #define ASSENT_MIME_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <time.h>
 
@@ -91,6 +92,11 @@ struct mime_message {
  * emptied and err says which input was refused and why. */
 int mime_build(const struct mime_message *m, struct buf *out,
     struct assent_err *err);
+
+/* True for an https:// URL with something after the scheme, and for
+ * http:// to 127.0.0.1, localhost or [::1] (trying assent out on one
+ * machine): mail links must be https (RFC 8058) everywhere else. */
+bool mime_url_scheme_ok(const char *url);
 
 /* The envelope sender PREFIX TOKEN@DOMAIN into out (outsize bytes),
  * e.g. "b-" + token + "@bounce.example.org". prefix and token are

@@ -64,6 +64,24 @@ compose_add_lists(struct compose *cp, const struct campaign *c)
 	}
 }
 
+/* Build one message for a made-up recipient, so that what is wrong for
+ * every message (the base URL, the bounce domain, the From address)
+ * shows now, with its reason, rather than at each recipient's DATA. */
+static int
+compose_trial(struct compose *cp, struct assent_err *err)
+{
+	struct compose_recipient r = { .delivery_id = 1, .subscriber_id = 1,
+	    .list_id = cp->lists[0].id, .email = cp->from_address };
+	char envelope[COMPOSE_ENVELOPE_MAX];
+	struct buf b;
+	int rc;
+
+	buf_init(&b);
+	rc = compose_message(cp, &r, time(NULL), &b, envelope, err);
+	buf_free(&b);
+	return rc;
+}
+
 int
 compose_new(const struct campaign *c, const struct assent_conf *conf,
     struct token_signer *signer, struct compose **compose_r,
@@ -93,6 +111,10 @@ compose_new(const struct campaign *c, const struct assent_conf *conf,
 	buf_init(&cp->subject_out);
 	buf_init(&cp->text_out);
 	buf_init(&cp->html_out);
+	if (compose_trial(cp, err) < 0) {
+		err_prefix(err, "campaign %s cannot be sent", c->name);
+		goto fail;
+	}
 	*compose_r = cp;
 	return 0;
 fail:

@@ -18,6 +18,7 @@
 #include "assent/conf.h"
 #include "assent/db.h"
 #include "assent/log.h"
+#include "assent/mime.h"
 #include "assent/text.h"
 #include "assent/throttle.h"
 #include "assent/xmalloc.h"
@@ -486,6 +487,12 @@ conf_check_url(const char *value, char *why, size_t whylen)
 	}
 	if (*rest == '\0' || *rest == '/' || strpbrk(value, " \t") != NULL) {
 		snprintf(why, whylen, "\"%s\" has no host name", value);
+		return -1;
+	}
+	if (!mime_url_scheme_ok(value)) {
+		snprintf(why, whylen, "\"%s\" must be https:// (links in mail "
+		    "must be; http:// only to 127.0.0.1, localhost or [::1])",
+		    value);
 		return -1;
 	}
 	/* Links are built as base_url + "/confirm?...": no double slash. */

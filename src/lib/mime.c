@@ -149,7 +149,29 @@ mime_check_mailbox(const struct mime_mailbox *mb, const char *what,
 	return mime_check_address(mb->address, w, err);
 }
 
-/* An https URL of RFC 3986 characters; no comma (RFC 2369). */
+bool
+mime_url_scheme_ok(const char *url)
+{
+	static const char *const loopback[] = { "127.0.0.1", "localhost", "[::1]" };
+	const char *host;
+
+	if (strncmp(url, "https://", 8) == 0)
+		return url[8] != '\0';
+	if (strncmp(url, "http://", 7) != 0)
+		return false;
+	host = url + 7;
+	for (size_t i = 0; i < sizeof(loopback) / sizeof(loopback[0]); i++) {
+		size_t n = strlen(loopback[i]);
+
+		if (strncmp(host, loopback[i], n) == 0 &&
+		    (host[n] == '\0' || host[n] == ':' || host[n] == '/'))
+			return true;
+	}
+	return false;
+}
+
+/* An https URL (see mime_url_scheme_ok()) of RFC 3986 characters; no
+ * comma (RFC 2369). */
 static int
 mime_check_url(const char *s, struct assent_err *err)
 {
@@ -161,7 +183,7 @@ mime_check_url(const char *s, struct assent_err *err)
 	if (mime_check_text(s, MIME_URL_MAX, false, what, err) == -1)
 		return -1;
 	n = strlen(s);
-	if (n <= 8 || strncmp(s, "https://", 8) != 0)
+	if (!mime_url_scheme_ok(s))
 		return mime_refuse(s, what, "not an https URL", err);
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];

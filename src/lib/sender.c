@@ -504,8 +504,18 @@ sender_fill(void *arg, size_t index, struct buf *out)
 	int rc_;
 
 	sender_recipient(r, attrs, &rc);
+	err_clear(&e);
 	rc_ = compose_message(s->cp, &rc, s->batch_time, out, envelope, &e);
 	json_decref(attrs);
+	if (rc_ < 0) {
+		/* transport abandons the message (NOT_TRIED); record why it
+		 * failed instead of queueing it again for the same fate */
+		struct sender_row *w = &s->rows[s->msg_row[index]];
+
+		w->fate = FATE_FAILED;
+		snprintf(w->reason, sizeof(w->reason), "cannot render: %.250s",
+		    e.msg);
+	}
 	return rc_;
 }
 
@@ -660,6 +670,12 @@ sender_outcome(struct sender *s, struct sender_arrays *a, size_t i,
 		st->unknown++;
 		break;
 	case TRANSPORT_NOT_TRIED:
+		if (r->fate == FATE_FAILED) {   /* sender_fill() could not build it */
+			state = "failed";
+			st->failed++;
+			snprintf(reply, sizeof(reply), "%s", r->reason);
+			break;
+		}
 		tried = 0;
 		st->deferred++;
 		break;
@@ -668,7 +684,7 @@ sender_outcome(struct sender *s, struct sender_arrays *a, size_t i,
 	pgarr_text(&a->states, state);
 	pgarr_int(&a->tried, tried);
 	pgarr_int(&a->delays, delay);
-	pgarr_text(&a->replies, m->outcome == TRANSPORT_NOT_TRIED ? NULL : reply);
+	pgarr_text(&a->replies, tried == 0 ? NULL : reply);
 }
 
 static const char sender_record_sql[] =
@@ -957,8 +973,10 @@ sender_test(PGconn *conn, const struct assent_conf *conf,
 	struct transport_msg *msgs = xcalloc(n, sizeof(*msgs));
 	size_t nmsgs = 0, *msg_of = xcalloc(n, sizeof(*msg_of));
 	int rc = -1, sent_rc;
+	struct buf scratch;
 
 	*results_r = NULL;
+	buf_init(&scratch);
 	run.rcpts = t;
 	run.msg_rcpt = xcalloc(n, sizeof(*run.msg_rcpt));
 	run.now = time(NULL);
@@ -976,9 +994,12 @@ sender_test(PGconn *conn, const struct assent_conf *conf,
 		if (t[i].verdict.suppressed)
 			continue;
 		sender_test_recipient(&t[i], &rc_);
-		if (compose_envelope(run.cp, &rc_, run.now, t[i].envelope, err) < 0 ||
-		    compose_check(run.cp, &rc_, err) < 0)
+		/* a whole message now: a test send names what is wrong */
+		if (compose_message(run.cp, &rc_, run.now, &scratch, t[i].envelope,
+		    err) < 0) {
+			err_prefix(err, "%s", t[i].addr.address);
 			goto done;
+		}
 		msgs[nmsgs].envelope_from = t[i].envelope;
 		msgs[nmsgs].rcpt = t[i].addr.address;
 		run.msg_rcpt[nmsgs] = i;
@@ -997,6 +1018,7 @@ done:
 		free(t[i].name);
 		json_decref(t[i].attrs);
 	}
+	buf_free(&scratch);
 	compose_free(run.cp);
 	campaign_free(c);
 	free(run.msg_rcpt);

@@ -224,6 +224,11 @@ static const struct error_case {
 	  "FILE:3: http.base_url: \"https://\" has no host name" },
 	{ MIN_CONF "http = {\n\tbase_url = \"https://x.org/\";\n};\n",
 	  "FILE:3: http.base_url: \"https://x.org/\" must not end with /" },
+	{ MIN_CONF "http = {\n\tbase_url = \"http://news.example.org\";\n};\n",
+	  "FILE:3: http.base_url: \"http://news.example.org\" must be https:// "
+	  "(links in mail must be; http:// only to 127.0.0.1, localhost or [::1])" },
+	{ MIN_CONF "http = {\n\tbase_url = \"http://localhost.example.org\";\n};\n",
+	  "FILE:3: http.base_url: \"http://localhost.example.org\" must be https://" },
 	{ MIN_CONF "http = {\n\tlisten = \"localhost\";\n};\n",
 	  "FILE:3: http.listen: \"localhost\" is not a numeric IPv4 or IPv6 "
 	  "address" },

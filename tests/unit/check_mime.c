@@ -602,6 +602,9 @@ static const struct {
 	    "invalid List-Unsubscribe URL \"" },
 	{ F_URL, "https://example.org/u\n", "invalid List-Unsubscribe URL \"" },
 	{ F_URL, "http://example.org/u", "invalid List-Unsubscribe URL \"" },
+	{ F_URL, "http://127.0.0.1.example.org/u", "invalid List-Unsubscribe URL \"" },
+	{ F_URL, "http://localhostx/u", "invalid List-Unsubscribe URL \"" },
+	{ F_URL, "ftp://127.0.0.1/u", "invalid List-Unsubscribe URL \"" },
 	{ F_URL, "https://example.org/a,b", "invalid List-Unsubscribe URL \"" },
 	{ F_URL, "https://example.org/a>b", "invalid List-Unsubscribe URL \"" },
 	{ F_URL, "https://example.org/a b", "invalid List-Unsubscribe URL \"" },
@@ -827,6 +830,33 @@ static const struct {
 	{ "b-", "abc", "example.org\r\n" },
 };
 
+/* Mail links are https; http only to this machine, for trying it out. */
+static const struct {
+	const char *url;
+	bool ok;
+} url_schemes[] = {
+	{ "https://news.example.org/u/x", true },
+	{ "http://127.0.0.1:8025/u/x", true },
+	{ "http://localhost/u/x", true },
+	{ "http://[::1]:8025", true },
+	{ "http://127.0.0.1", true },
+	{ "https://", false },
+	{ "http://news.example.org/u/x", false },
+	{ "http://127.0.0.1.example.org/u", false },
+	{ "http://localhost.example.org/u", false },
+	{ "http://localhostx/u", false },
+	{ "HTTP://127.0.0.1/u", false },
+	{ "ftp://127.0.0.1/u", false },
+	{ "", false },
+};
+
+START_TEST(test_url_scheme)
+{
+	ck_assert_msg(mime_url_scheme_ok(url_schemes[_i].url) == url_schemes[_i].ok,
+	    "%s", url_schemes[_i].url);
+}
+END_TEST
+
 START_TEST(test_verp_ok)
 {
 	struct assent_err err;
@@ -889,6 +919,8 @@ mime_suite(void)
 	tcase_add_loop_test(tc, test_verp_bad, 0,
 	    sizeof(verp_bad) / sizeof(verp_bad[0]));
 	tcase_add_test(tc, test_verp_small_buffer);
+	tcase_add_loop_test(tc, test_url_scheme, 0,
+	    sizeof(url_schemes) / sizeof(url_schemes[0]));
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -114,6 +114,12 @@ BEGIN
         RAISE EXCEPTION 'campaign % is %: its state cannot change', OLD.name, OLD.state
             USING ERRCODE = 'check_violation';
     END IF;
+    -- once out of draft, never back: that would make its content editable
+    IF NEW.state = 'draft' AND OLD.state <> 'draft' THEN
+        RAISE EXCEPTION 'campaign % is %: it cannot become a draft again',
+            OLD.name, OLD.state
+            USING ERRCODE = 'check_violation';
+    END IF;
     NEW.updated_at := now();
     RETURN NEW;
 END
@@ -190,10 +196,22 @@ BEGIN
         RAISE EXCEPTION 'delivery %: state % cannot become %', OLD.id, OLD.state, NEW.state
             USING ERRCODE = 'check_violation';
     END IF;
+    -- the relay's reply may be blanked (an erasure: it often names the
+    -- address); nothing else of a final outcome changes
     IF OLD.state IN ('sent', 'suppressed', 'failed')
-       AND (NEW.attempts, NEW.sent_at, NEW.smtp_reply, NEW.suppression_id)
-           IS DISTINCT FROM (OLD.attempts, OLD.sent_at, OLD.smtp_reply, OLD.suppression_id) THEN
+       AND ((NEW.attempts, NEW.sent_at, NEW.suppression_id)
+            IS DISTINCT FROM (OLD.attempts, OLD.sent_at, OLD.suppression_id)
+            OR (NEW.smtp_reply IS NOT NULL
+                AND NEW.smtp_reply IS DISTINCT FROM OLD.smtp_reply)) THEN
         RAISE EXCEPTION 'delivery % is %: its outcome cannot change', OLD.id, OLD.state
+            USING ERRCODE = 'check_violation';
+    END IF;
+    -- a session id is stamped only when a delivery is claimed
+    IF NEW.sender_session IS DISTINCT FROM OLD.sender_session
+       AND NOT (NEW.state = 'sending' AND OLD.state = 'queued')
+       AND NOT (NEW.sender_session IS NULL AND NEW.state = 'queued') THEN
+        RAISE EXCEPTION 'delivery %: its sender session changes only when it is claimed',
+            OLD.id
             USING ERRCODE = 'check_violation';
     END IF;
     NEW.updated_at := now();

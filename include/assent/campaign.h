@@ -52,7 +52,9 @@ struct campaign_content {
 	const char *const *lists;       /* list names */
 	size_t nlists;
 	const char *subject;
-	const char *from;               /* "Name <addr>" or "addr" */
+	const char *from;               /* "Name <addr>", "\"Name\" <addr>",
+	                                 * "<addr>" or "addr"; '<' and '>'
+	                                 * elsewhere are refused */
 	const char *reply_to;           /* an address */
 	const char *text;               /* text body template */
 	const char *html;               /* HTML body template */
@@ -119,7 +121,9 @@ int campaign_schedule(PGconn *conn, const char *name, const char *at,
 
 /* Pause (scheduled or sending), resume (paused: back to scheduled when
  * it had not started, else sending), cancel (anything not done or
- * cancelled). A wrong state is EX_DATAERR naming the state. Pause and
+ * cancelled). A wrong state is EX_DATAERR naming the state ("campaign
+ * c is done: it cannot be cancelled"; "campaign c is already
+ * cancelled", "... already paused"). Pause and
  * cancel take effect at the workers' next claim; a batch already
  * claimed finishes. Each NOTIFYs assent_campaigns. */
 int campaign_pause(PGconn *conn, const char *name, struct assent_err *err);
@@ -132,16 +136,29 @@ int campaign_resend_unknown(PGconn *conn, const char *name, long *count_r,
     struct assent_err *err);
 
 /* name, state, scheduled_at, started_at, finished_at, total, and
- * counts: queued, sending, sent, suppressed, failed, unknown; rate (sent
- * per second over the last minute), eta (ISO 8601, null when not
- * sending or rate 0), and note: why a scheduled campaign has not
- * started (too old without force), or null. */
+ * counts: queued, sending, sent, suppressed, failed, unknown; rate:
+ * messages per second, those sent in the last minute over the time
+ * from the first of them to now (at least 1 s), 0 when none, null when
+ * the campaign is not sending; eta (ISO 8601 UTC): when what is queued
+ * or in flight will be sent at that rate, null when the rate is null
+ * or 0; and note: why a scheduled campaign has not started (too old
+ * without force), or null. */
 int campaign_status(PGconn *conn, const char *name, long max_age,
     json_t **status_r, struct assent_err *err);
 
+/* The scheduled campaigns the scheduler will not start because their
+ * time is more than max_age seconds in the past and they were not
+ * scheduled with force: an array of {id, name, scheduled_at}, oldest
+ * first (empty when none). */
+int campaign_overdue(PGconn *conn, long max_age, json_t **rows_r,
+    struct assent_err *err);
+
 /* name, state, total, sent, suppressed (total and by_reason: {reason:
- * n}), failed, unknown, not_sent (queued when cancelled), bounced,
- * complained, unsubscribed. */
+ * n}), failed, unknown, not_sent (queued when cancelled), and what came
+ * back later, counted from the deliveries as other modules mark them:
+ * bounced (bounced_at: a hard bounce of the delivery), complained
+ * (complained_at: a spam complaint about it), unsubscribed
+ * (unsubscribed_at: the recipient left through this campaign's links). */
 int campaign_report(PGconn *conn, const char *name, json_t **report_r,
     struct assent_err *err);
 

@@ -40,6 +40,7 @@ struct assent_conf {
 	char *smtp_password_file;
 	char *smtp_helo;
 	bool  smtp_tls_verify;
+	char *smtp_ca_file;             /* "" for the system's CAs */
 	int   smtp_timeout;             /* seconds */
 
 	char *http_listen;
@@ -80,6 +81,12 @@ const char *conf_default_path(void);
 int conf_load(const char *path, struct assent_conf **conf_r, struct assent_err *err);
 
 void conf_free(struct assent_conf *conf);
+
+/* What every message carries has no default: 0 when http.base_url,
+ * sender.postal_address and sender.bounce_domain are set, else -1 with
+ * EX_CONFIG naming the file and the missing settings. Every path that
+ * builds mail checks this first. */
+int conf_check_sending(const struct assent_conf *conf, struct assent_err *err);
 
 /* Refuse a secret file that is not a regular file or that group or
  * others may access (mode & 077). Returns 0 when the file is private,

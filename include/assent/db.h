@@ -61,4 +61,15 @@ json_t *db_rows_json(const PGresult *res);
  * predicate, not the 0/-1 idiom). */
 int db_ping(PGconn *conn);
 
+/* Array literals for text parameters ("{1,2}", "{\"a\",NULL}"), so that
+ * a batch goes as one parameter: db_array_open() empties b and opens
+ * it, each call adds one element (db_array_text(b, NULL) adds SQL
+ * NULL; quotes and backslashes are escaped), db_array_close() closes
+ * it. Use as $1::bigint[] or $1::text[]. */
+struct buf;
+void db_array_open(struct buf *b);
+void db_array_int(struct buf *b, long long v);
+void db_array_text(struct buf *b, const char *s);
+void db_array_close(struct buf *b);
+
 #endif

@@ -56,7 +56,18 @@ struct sender;
 
 struct sender_stats {
 	long claimed, sent, suppressed, failed, deferred, retried, unknown;
+	/* outcomes that matched no delivery any more (an operator requeued
+	 * them meanwhile with resend-unknown): worth a warning */
+	long unwritten;
+	/* a campaign that cannot be sent (it cannot be built: the reason),
+	 * skipped so that the others go on; 0 when none this turn */
+	long long broken_campaign;
+	char broken_reason[ASSENT_ERR_MSG_MAX];
 };
+
+/* A session's outcomes that could not be written (the database went
+ * away after the relay took the messages). */
+struct sender_outcomes;
 
 /* Take this worker's session lock on conn and prepare. EX_TEMPFAIL
  * when the database fails. */
@@ -69,8 +80,26 @@ void sender_free(struct sender *s);
 /* This sender's session id (the advisory lock's second key). */
 int sender_session(const struct sender *s);
 
+/* While *stop is non-zero the sender sends nothing more: the rest of a
+ * session in flight is abandoned before its data (not tried, queued
+ * again) and pacing stops waiting. For a prompt SIGTERM. */
+void sender_set_stop(struct sender *s, const volatile int *stop);
+
+/* After sender_run_batch() failed on the database, the outcomes of the
+ * session it had run (NULL when none): the caller keeps them while it
+ * reconnects (the sender may be freed) and writes them, before any new
+ * claim, with sender_outcomes_write() under the session that sent them:
+ * deliveries the scheduler made 'unknown' meanwhile become sent or
+ * failed as they really were. */
+struct sender_outcomes *sender_take_unrecorded(struct sender *s);
+int sender_outcomes_write(PGconn *conn, struct sender_outcomes *o,
+    long *written_r, struct assent_err *err);
+size_t sender_outcomes_count(const struct sender_outcomes *o);
+void sender_outcomes_free(struct sender_outcomes *o);
+
 /* One turn (see above). *worked_r is false when nothing was claimable
- * (the worker may sleep). -1 with EX_UNAVAILABLE when the relay could
+ * (the worker may sleep). A campaign that cannot be built is skipped
+ * (stats->broken_campaign says which and why) and the others go on. -1 with EX_UNAVAILABLE when the relay could
  * not be reached (nothing lost; back off), EX_TEMPFAIL when the
  * database failed (reconnect). stats (may be NULL) is added to. */
 int sender_run_batch(struct sender *s, bool *worked_r,

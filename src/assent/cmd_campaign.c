@@ -129,23 +129,35 @@ campaign_cli_all(int argc, char **argv, const struct cli_opt *opts,
 
 /* --- template files -------------------------------------------------------- */
 
-/* The whole of path as a string: at most 1 MB of UTF-8 without NUL. */
+/* The whole of path as a string: at most 1 MB of UTF-8 without NUL.
+ * A file that cannot be opened or read is EX_NOINPUT, as doc/exit-codes.md
+ * says of input files (EX_IOERR is for output). A pipe is read too
+ * ("--text <(make-body)"); a directory, a device or a socket is not. */
 static int
 campaign_cli_read(const char *path, char **text_r, struct assent_err *err)
 {
 	char q[TEXT_QUOTE_SIZE], *text = NULL;
 	size_t len = 0, n;
+	struct stat st;
 	FILE *f;
 
 	*text_r = NULL;
 	text_quote(path, strlen(path), q, sizeof(q));
 	if ((f = fopen(path, "r")) == NULL)
 		return err_set(err, EX_NOINPUT, "%s: %s", q, strerror(errno));
+	if (fstat(fileno(f), &st) == -1) {
+		err_set(err, EX_NOINPUT, "%s: %s", q, strerror(errno));
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode)) {
+		err_set(err, EX_NOINPUT, "%s: not a regular file", q);
+		goto fail;
+	}
 	text = xmalloc(CAMPAIGN_CLI_FILE_MAX + 2);
 	while ((n = fread(text + len, 1, CAMPAIGN_CLI_FILE_MAX + 1 - len, f)) > 0)
 		len += n;
 	if (ferror(f)) {
-		err_set(err, EX_IOERR, "%s: %s", q, strerror(errno));
+		err_set(err, EX_NOINPUT, "%s: %s", q, strerror(errno));
 		goto fail;
 	}
 	text[len] = '\0';
@@ -318,7 +330,11 @@ campaign_cmd_edit(struct cli *cli, int argc, char **argv)
 		campaign_cli_input_free(&in);
 		return rc < 0 ? 0 : rc;
 	}
-	if (campaign_cli_read_files(&in, &err) == -1)
+	if (in.nlists == 0 && in.subject == NULL && in.from == NULL &&
+	    in.reply_to == NULL && in.text_file == NULL && in.html_file == NULL)
+		rc = cli_usage_error("campaign edit: nothing to change (give --list, "
+		    "--subject, --from, --reply-to, --text or --html)");
+	else if (campaign_cli_read_files(&in, &err) == -1)
 		rc = cli_fail(&err);
 	else if ((rc = cli_db(cli, false)) == 0) {
 		campaign_cli_content(&in, &c);
@@ -368,11 +384,40 @@ campaign_cli_join_lists(json_t *obj)
 	buf_free(&b);
 }
 
+#define CAMPAIGN_CLI_OVERDUE_NOTE \
+	"too old to start: its time is more than sending.max_schedule_age in " \
+	"the past; reschedule it, or use schedule --force to send it anyway"
+
+/* A note on each row (null, or why a scheduled campaign waits); in a
+ * table the state says it. */
+static void
+campaign_cli_note_overdue(struct cli *cli, json_t *rows, const json_t *overdue)
+{
+	const char *name;
+	json_t *row, *o;
+	size_t i, k;
+	bool late;
+
+	json_array_foreach(rows, i, row) {
+		name = json_string_value(json_object_get(row, "name"));
+		late = false;
+		json_array_foreach(overdue, k, o)
+			if (name != NULL && strcmp(name, json_string_value(
+			    json_object_get(o, "name"))) == 0)
+				late = true;
+		json_object_set_new(row, "note", late ?
+		    json_string(CAMPAIGN_CLI_OVERDUE_NOTE) : json_null());
+		if (late && !cli->json)
+			json_object_set_new(row, "state",
+			    json_string("scheduled (too old: use schedule --force)"));
+	}
+}
+
 static int
 campaign_cmd_ls(struct cli *cli, int argc, char **argv)
 {
 	struct assent_err err;
-	json_t *rows, *row;
+	json_t *rows = NULL, *overdue = NULL, *row;
 	char *args[1];
 	size_t i;
 	int rc, n;
@@ -382,8 +427,13 @@ campaign_cmd_ls(struct cli *cli, int argc, char **argv)
 		return rc < 0 ? 0 : rc;
 	if ((rc = cli_db(cli, false)) != 0)
 		return rc;
-	if (campaign_list(cli->conn, &rows, &err) == -1)
+	if (campaign_list(cli->conn, &rows, &err) == -1 ||
+	    campaign_overdue(cli->conn, cli->conf->sending_max_schedule_age,
+	    &overdue, &err) == -1) {
+		json_decref(rows);
 		return cli_fail(&err);
+	}
+	campaign_cli_note_overdue(cli, rows, overdue);
 	if (cli->json) {
 		out_json(rows);
 	} else {
@@ -391,6 +441,7 @@ campaign_cmd_ls(struct cli *cli, int argc, char **argv)
 			campaign_cli_join_lists(row);
 		out_table(rows, campaign_ls_cols);
 	}
+	json_decref(overdue);
 	json_decref(rows);
 	return 0;
 }
@@ -599,9 +650,28 @@ campaign_cmd_preview(struct cli *cli, int argc, char **argv)
 	return rc;
 }
 
-/* One line per address; *all_sent_r false when any was not sent. */
+/* A test send that did not go, in words: the transport's outcome names
+ * ("not-tried", "uncertain") are for programs (--json keeps them). */
 static void
-campaign_cli_print_tests(struct cli *cli, const json_t *results, bool *all_sent_r)
+campaign_cli_print_unsent(const char *address, const char *detail,
+    bool relay_down)
+{
+	if (strcmp(detail, "not-tried") == 0 && relay_down)
+		printf("%s: not sent (relay unreachable)\n", address);
+	else if (strcmp(detail, "not-tried") == 0)
+		printf("%s: not sent (the relay session ended before it)\n", address);
+	else if (strcmp(detail, "uncertain") == 0)
+		printf("%s: outcome unknown (the connection broke after the relay "
+		    "took the recipient: it may have arrived)\n", address);
+	else
+		printf("%s: failed: %s\n", address, detail);
+}
+
+/* One line per address; *all_sent_r false when any was not sent.
+ * relay_down: the relay could not be used at all (the error follows). */
+static void
+campaign_cli_print_tests(struct cli *cli, const json_t *results, bool relay_down,
+    bool *all_sent_r)
 {
 	const char *outcome, *address;
 	json_t *r, *detail;
@@ -633,7 +703,7 @@ campaign_cli_print_tests(struct cli *cli, const json_t *results, bool *all_sent_
 		else if (outcome != NULL && strcmp(outcome, "suppressed") == 0)
 			printf("%s: suppressed (%s)\n", address, text);
 		else
-			printf("%s: failed: %s\n", address, text);
+			campaign_cli_print_unsent(address, text, relay_down);
 		free(text);
 	}
 }
@@ -664,10 +734,10 @@ campaign_cli_test_run(struct cli *cli, const char *name, const char **to,
 			 * (EX_UNAVAILABLE); a database failure comes before any
 			 * result. */
 			if (results != NULL)
-				campaign_cli_print_tests(cli, results, &all_sent);
+				campaign_cli_print_tests(cli, results, true, &all_sent);
 			rc = cli_fail(&err);
 		} else {
-			campaign_cli_print_tests(cli, results, &all_sent);
+			campaign_cli_print_tests(cli, results, false, &all_sent);
 			rc = all_sent ? 0 : EX_DATAERR;
 		}
 	}
@@ -721,8 +791,11 @@ campaign_cli_print_state(struct cli *cli, const char *name, const char *what)
 		out_json(o);
 		json_decref(o);
 	} else if (strcmp(c->state, "scheduled") == 0) {
-		printf("campaign %s %s: scheduled for %s%s\n", c->name, what,
+		printf("campaign %s %s%s for %s%s\n", c->name, what,
+		    strcmp(what, "scheduled") == 0 ? "" : ": scheduled",
 		    c->scheduled_at, c->force_start ? " (forced)" : "");
+	} else if (strcmp(c->state, what) == 0) {
+		printf("campaign %s %s\n", c->name, what);
 	} else {
 		printf("campaign %s %s: now %s\n", c->name, what, c->state);
 	}
@@ -856,9 +929,11 @@ campaign_cmd_status(struct cli *cli, int argc, char **argv)
 	} else {
 		flat = json_copy(st);
 		json_object_update(flat, json_object_get(st, "counts"));
-		snprintf(rate, sizeof(rate), "%.1f",
-		    json_real_value(json_object_get(st, "rate")));
-		json_object_set_new(flat, "rate", json_string(rate));
+		if (json_is_real(json_object_get(st, "rate"))) {
+			snprintf(rate, sizeof(rate), "%.1f",
+			    json_real_value(json_object_get(st, "rate")));
+			json_object_set_new(flat, "rate", json_string(rate));
+		}
 		out_fields(flat, campaign_status_fields);
 		json_decref(flat);
 	}
@@ -884,9 +959,13 @@ campaign_cli_print_report(const json_t *r)
 	printf("failed:       %lld\n", REPORT_N("failed"));
 	printf("unknown:      %lld\n", REPORT_N("unknown"));
 	printf("not sent:     %lld\n", REPORT_N("not_sent"));
-	printf("bounced:      %lld\n", REPORT_N("bounced"));
-	printf("complained:   %lld\n", REPORT_N("complained"));
-	printf("unsubscribed: %lld\n", REPORT_N("unsubscribed"));
+	/* what came back later: these grow after the campaign is done */
+	printf("bounced:      %lld (hard bounces recorded for its messages)\n",
+	    REPORT_N("bounced"));
+	printf("complained:   %lld (spam complaints about it)\n",
+	    REPORT_N("complained"));
+	printf("unsubscribed: %lld (through its links)\n",
+	    REPORT_N("unsubscribed"));
 #undef REPORT_N
 }
 

@@ -14,6 +14,7 @@ static const struct cli_cmd config_cmds[] = {
 static int
 config_check(struct cli *cli, int argc, char **argv)
 {
+	struct assent_err err;
 	char *args[1];
 	int rc, n;
 
@@ -24,6 +25,10 @@ config_check(struct cli *cli, int argc, char **argv)
 		cli->conf_path = args[0];
 	if ((rc = cli_conf(cli)) != 0)
 		return rc;
+	/* A valid file may still be one nothing can be sent with: say so. */
+	err_clear(&err);
+	if (conf_check_sending(cli->conf, &err) < 0)
+		fprintf(stderr, "assent: note: %s\n", err.msg);
 	if (cli->json) {
 		conf_dump_json(cli->conf, stdout);
 	} else {

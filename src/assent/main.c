@@ -159,7 +159,8 @@ cli_parse_opt(struct cli *cli, const char *group, const struct cli_cmd *cmd,
 		    cmd->name, (int)len, arg);
 	if (o->value == NULL) {
 		if (eq != NULL)
-			return cli_usage_error("--%s takes no value", o->name);
+			return cli_usage_error("%s %s: --%s takes no value", group,
+			    cmd->name, o->name);
 		*o->flag = true;
 		return 0;
 	}
@@ -168,7 +169,8 @@ cli_parse_opt(struct cli *cli, const char *group, const struct cli_cmd *cmd,
 		return 0;
 	}
 	if (*i + 1 >= argc)
-		return cli_usage_error("--%s needs a value", o->name);
+		return cli_usage_error("%s %s: --%s needs a value", group,
+		    cmd->name, o->name);
 	*o->value = argv[++*i];
 	return 0;
 }

@@ -33,7 +33,42 @@ struct scheduler {
 	long max_age;
 	PGconn *conn;
 	bool leader;
+	long long *overdue;             /* campaigns already warned about */
+	size_t noverdue;
 };
+
+/* A scheduled campaign too far past its time is not started (see
+ * campaign.h); say so once per campaign, loudly. */
+static void
+scheduler_overdue(struct scheduler *s)
+{
+	struct assent_err err;
+	json_t *rows, *row;
+	size_t i;
+
+	err_clear(&err);
+	if (campaign_overdue(s->conn, s->max_age, &rows, &err) < 0)
+		return;
+	json_array_foreach(rows, i, row) {
+		long long id = json_integer_value(json_object_get(row, "id"));
+		bool told = false;
+
+		for (size_t k = 0; k < s->noverdue && !told; k++)
+			told = s->overdue[k] == id;
+		if (told)
+			continue;
+		log_warnx("scheduler: campaign %s was scheduled for %s, more than %ld s "
+		    "ago: not starting it (assent campaign schedule %s --at now, or "
+		    "--force, sends it)",
+		    json_string_value(json_object_get(row, "name")),
+		    json_string_value(json_object_get(row, "scheduled_at")),
+		    s->max_age, json_string_value(json_object_get(row, "name")));
+		s->overdue = xreallocarray(s->overdue, s->noverdue + 1,
+		    sizeof(*s->overdue));
+		s->overdue[s->noverdue++] = id;
+	}
+	json_decref(rows);
+}
 
 static void
 scheduler_drop(struct scheduler *s)
@@ -72,16 +107,30 @@ scheduler_try_lead(struct scheduler *s, struct assent_err *err)
 	return 0;
 }
 
+/* Each step on its own: one that keeps failing must not stop the
+ * others (a campaign that cannot start must not stop the reaping). The
+ * first error is returned. */
 static int
 scheduler_tick(struct scheduler *s, struct assent_err *err)
 {
-	int started, finished;
-	long orphans;
+	struct assent_err e[3];
+	int started = 0, finished = 0, rc = 0;
+	long orphans = 0;
 
-	if (campaign_start_due(s->conn, s->max_age, &started, err) < 0 ||
-	    sender_reap_orphans(s->conn, &orphans, err) < 0 ||
-	    campaign_finish_done(s->conn, &finished, err) < 0)
-		return -1;
+	for (int i = 0; i < 3; i++)
+		err_clear(&e[i]);
+	if (campaign_start_due(s->conn, s->max_age, &started, &e[0]) < 0)
+		rc = -1;
+	if (sender_reap_orphans(s->conn, &orphans, &e[1]) < 0)
+		rc = -1;
+	if (campaign_finish_done(s->conn, &finished, &e[2]) < 0)
+		rc = -1;
+	for (int i = 0; rc < 0 && i < 3; i++)
+		if (e[i].code != 0) {
+			*err = e[i];
+			break;
+		}
+	scheduler_overdue(s);
 	if (started > 0)
 		log_info("scheduler: started %d campaign%s", started,
 		    started == 1 ? "" : "s");
@@ -92,7 +141,7 @@ scheduler_tick(struct scheduler *s, struct assent_err *err)
 	if (finished > 0)
 		log_info("scheduler: %d campaign%s done", finished,
 		    finished == 1 ? "" : "s");
-	return 0;
+	return rc;
 }
 
 static void *
@@ -157,6 +206,7 @@ scheduler_stop(struct scheduler *s)
 	stopper_raise(&s->stop);
 	pthread_join(s->thread, NULL);
 	stopper_close(&s->stop);
+	free(s->overdue);
 	free(s->dsn);
 	free(s);
 }

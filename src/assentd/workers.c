@@ -30,6 +30,8 @@
 #define WORKER_BACKOFF_MAX_MS   30000
 #define WORKER_IDLE_MS          1000
 #define WORKER_REPORT_S         30
+#define WORKER_BROKEN_REPORT_S  600     /* repeat a broken campaign's reason */
+#define WORKER_FLUSH_TRIES      5
 
 struct worker {
 	struct workers *w;
@@ -43,6 +45,12 @@ struct worker {
 	struct sender *sender;
 	struct sender_stats stats;
 	time_t reported_at;
+	/* outcomes of a session whose write failed: written first thing
+	 * on the next connection (sender.h) */
+	struct sender_outcomes *pending;
+	int flush_failures;
+	long long broken_id;            /* last broken campaign reported */
+	time_t broken_at;
 };
 
 struct workers {
@@ -137,8 +145,10 @@ worker_drop(struct worker *wk)
 static int
 worker_setup(struct worker *wk, struct assent_err *err)
 {
-	/* The keys first: without them there is nothing to connect for. */
-	if (keys_load(wk->conf->tokens_keys_file, &wk->keys, err) < 0 ||
+	/* The settings and keys first: without them there is nothing to
+	 * connect for. */
+	if (conf_check_sending(wk->conf, err) < 0 ||
+	    keys_load(wk->conf->tokens_keys_file, &wk->keys, err) < 0 ||
 	    token_signer_new(wk->keys, &wk->signer, err) < 0 ||
 	    db_connect(wk->conf->database_dsn, &wk->conn, err) < 0 ||
 	    db_exec(wk->conn, NULL, err, "LISTEN assent_work", 0, NULL) < 0)
@@ -165,13 +175,67 @@ worker_report(struct worker *wk, bool force)
 	wk->reported_at = now;
 }
 
+/* What a turn found that an operator must hear of at once. */
+static void
+worker_warn(struct worker *wk)
+{
+	struct sender_stats *st = &wk->stats;
+	time_t now = time(NULL);
+
+	if (st->unwritten > 0)
+		log_warnx("worker %d: %ld outcomes matched no delivery being sent "
+		    "(requeued meanwhile by resend-unknown?)", wk->index,
+		    st->unwritten);
+	st->unwritten = 0;
+	if (st->broken_campaign != 0 && (st->broken_campaign != wk->broken_id ||
+	    now - wk->broken_at >= WORKER_BROKEN_REPORT_S)) {
+		log_error("worker %d: campaign %lld is not being sent: %s",
+		    wk->index, st->broken_campaign, st->broken_reason);
+		wk->broken_id = st->broken_campaign;
+		wk->broken_at = now;
+	}
+	st->broken_campaign = 0;
+}
+
+/* Write the outcomes a lost connection kept from being written. After
+ * a few failures on a working connection they are given up: their
+ * deliveries then show as unknown, which is what is known of them. */
+static int
+worker_flush(struct worker *wk, struct assent_err *err)
+{
+	size_t n = sender_outcomes_count(wk->pending);
+	long written;
+
+	if (sender_outcomes_write(wk->conn, wk->pending, &written, err) < 0) {
+		if (++wk->flush_failures < WORKER_FLUSH_TRIES)
+			return -1;
+		log_error("worker %d: giving up writing the outcomes of %zu "
+		    "messages (%s): they will show as unknown", wk->index, n,
+		    err->msg);
+	} else {
+		log_info("worker %d: wrote the outcomes of %ld messages sent "
+		    "before the database connection was lost", wk->index, written);
+		if ((size_t)written < n)
+			log_warnx("worker %d: %zu of them matched no delivery being "
+			    "sent any more", wk->index, n - (size_t)written);
+	}
+	sender_outcomes_free(wk->pending);
+	wk->pending = NULL;
+	wk->flush_failures = 0;
+	return 0;
+}
+
 /* A failed turn: the relay (keep the connection, back off) or the
  * database (drop everything and start again). */
 static void
 worker_failed(struct worker *wk, const struct assent_err *err, int *relay_ms,
     int *db_ms)
 {
-	if (err->code == EX_UNAVAILABLE && PQstatus(wk->conn) == CONNECTION_OK) {
+	bool connected = wk->conn != NULL && PQstatus(wk->conn) == CONNECTION_OK;
+
+	if (wk->sender != NULL && wk->pending == NULL)
+		wk->pending = sender_take_unrecorded(wk->sender);
+	if (err->code == EX_UNAVAILABLE && connected) {
 		log_warnx("worker %d: relay: %s; retrying in %d.%d s", wk->index,
 		    err->msg, *relay_ms / 1000, *relay_ms % 1000 / 100);
 		worker_backoff(wk, relay_ms);
@@ -193,23 +257,43 @@ worker_main(void *arg)
 
 	while (!stop->stopped) {
 		err_clear(&err);
-		if (wk->sender == NULL && worker_setup(wk, &err) < 0) {
-			log_warnx("worker %d: cannot send yet: %s", wk->index, err.msg);
-			worker_drop(wk);
-			worker_backoff(wk, &db_ms);
-			continue;
+		if (wk->sender == NULL) {
+			if (worker_setup(wk, &err) < 0) {
+				log_warnx("worker %d: cannot send yet: %s", wk->index,
+				    err.msg);
+				worker_drop(wk);
+				worker_backoff(wk, &db_ms);
+				continue;
+			}
+			sender_set_stop(wk->sender, &stop->stopped);
 		}
-		db_ms = WORKER_BACKOFF_FIRST_MS;
-		if (sender_run_batch(wk->sender, &worked, &wk->stats, &err) < 0) {
+		if (wk->pending != NULL && worker_flush(wk, &err) < 0) {
 			worker_failed(wk, &err, &relay_ms, &db_ms);
 			continue;
 		}
-		relay_ms = WORKER_BACKOFF_FIRST_MS;
+		if (sender_run_batch(wk->sender, &worked, &wk->stats, &err) < 0) {
+			worker_warn(wk);
+			worker_failed(wk, &err, &relay_ms, &db_ms);
+			continue;
+		}
+		worker_warn(wk);
+		db_ms = relay_ms = WORKER_BACKOFF_FIRST_MS;
 		worker_report(wk, false);
 		if (!worked)
 			stopper_wait(stop, wk->conn, WORKER_IDLE_MS);
 	}
 	worker_report(wk, true);
+	err_clear(&err);
+	if (wk->pending != NULL && wk->conn != NULL &&
+	    PQstatus(wk->conn) == CONNECTION_OK) {
+		wk->flush_failures = WORKER_FLUSH_TRIES;        /* one try */
+		worker_flush(wk, &err);
+	}
+	if (wk->pending != NULL)
+		log_error("worker %d: stopping with the outcomes of %zu messages "
+		    "unwritten: they will show as unknown", wk->index,
+		    sender_outcomes_count(wk->pending));
+	sender_outcomes_free(wk->pending);
 	worker_drop(wk);
 	return NULL;
 }

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "assent/addr.h"
+#include "assent/buf.h"
 #include "assent/campaign.h"
 #include "assent/db.h"
 #include "assent/lists.h"
@@ -92,41 +93,76 @@ campaign_trim(const char **s, size_t *len)
 		(*len)--;
 }
 
+/* "a <b> <x@y>", "Ann <x@y", "x@y>": nothing an operator meant. */
+static int
+campaign_from_form(const char *from, struct assent_err *err)
+{
+	char q[TEXT_QUOTE_SIZE];
+
+	return err_set(err, EX_DATAERR, "From: expected \"Name <address>\" or an "
+	    "address, not \"%s\"", text_quote(from, strlen(from), q, sizeof(q)));
+}
+
+/* Split "Name <addr>", "\"Name\" <addr>" or "<addr>" (s, len: trimmed,
+ * ending in '>') into the name and the address inside the brackets. A
+ * quoted name may hold '<' and '>'; elsewhere they are refused. */
+static int
+campaign_split_from(const char *from, const char *s, size_t len,
+    const char **name, size_t *nlen, const char **a, size_t *alen,
+    struct assent_err *err)
+{
+	const char *lt, *close;
+
+	*name = s;
+	if (s[0] == '"' && (close = memchr(s + 1, '"', len - 1)) != NULL) {
+		*name = s + 1;
+		*nlen = (size_t)(close - s - 1);
+		lt = close + 1;
+		while (*lt == ' ' || *lt == '\t')
+			lt++;
+		if (*lt != '<')
+			return campaign_from_form(from, err);
+	} else {
+		if ((lt = memchr(s, '<', len)) == NULL)
+			return campaign_from_form(from, err);
+		*nlen = (size_t)(lt - s);
+		if (memchr(s, '>', *nlen) != NULL)
+			return campaign_from_form(from, err);
+	}
+	*a = lt + 1;
+	*alen = (size_t)(s + len - 1 - *a);
+	if (memchr(*a, '<', *alen) != NULL || memchr(*a, '>', *alen) != NULL)
+		return campaign_from_form(from, err);
+	campaign_trim(name, nlen);
+	campaign_trim(a, alen);
+	return 0;
+}
+
 /* "Name <addr>", "\"Name\" <addr>", "<addr>" or "addr". */
 static int
 campaign_parse_from(const char *from, struct campaign_from *f,
     struct assent_err *err)
 {
-	const char *s = from, *lt, *name, *a;
+	const char *s = from, *name, *a;
 	size_t len = strlen(from), nlen = 0, alen;
-	char addrtext[ADDR_MAX + 3];
+	char addrtext[ADDR_MAX + 1];
 
 	memset(f, 0, sizeof(*f));
 	campaign_trim(&s, &len);
-	name = s;
-	if (len > 0 && s[len - 1] == '>' && (lt = memchr(s, '<', len)) != NULL) {
-		nlen = (size_t)(lt - s);
-		a = lt + 1;
-		alen = len - nlen - 2;
-		campaign_trim(&a, &alen);
-		if (alen > ADDR_MAX)
-			return err_set(err, EX_DATAERR, "From: the address is longer "
-			    "than %d bytes", ADDR_MAX);
-		memcpy(addrtext, a, alen);
-		addrtext[alen] = '\0';
-		campaign_trim(&name, &nlen);
-		if (nlen >= 2 && name[0] == '"' && name[nlen - 1] == '"') {
-			name++;
-			nlen -= 2;
-			campaign_trim(&name, &nlen);
-		}
-	} else {
-		if (len > ADDR_MAX)
-			return err_set(err, EX_DATAERR, "From: the address is longer "
-			    "than %d bytes", ADDR_MAX);
-		memcpy(addrtext, s, len);
-		addrtext[len] = '\0';
+	name = a = s;
+	alen = len;
+	if (len > 0 && s[len - 1] == '>') {
+		if (campaign_split_from(from, s, len, &name, &nlen, &a, &alen,
+		    err) == -1)
+			return -1;
+	} else if (memchr(s, '<', len) != NULL || memchr(s, '>', len) != NULL) {
+		return campaign_from_form(from, err);
 	}
+	if (alen > ADDR_MAX)
+		return err_set(err, EX_DATAERR, "From: the address is longer "
+		    "than %d bytes", ADDR_MAX);
+	memcpy(addrtext, a, alen);
+	addrtext[alen] = '\0';
 	if (nlen > CAMPAIGN_FROM_NAME_MAX)
 		return err_set(err, EX_DATAERR, "From: the name is longer than %d bytes",
 		    CAMPAIGN_FROM_NAME_MAX);
@@ -480,20 +516,28 @@ campaign_list(PGconn *conn, json_t **rows_r, struct assent_err *err)
 	size_t i;
 
 	*rows_r = NULL;
-	if (db_exec(conn, &res, err, "SELECT c.name, c.state, c.subject,"
-	    " (SELECT string_agg(l.name, ',' ORDER BY l.id) FROM campaign_lists cl"
-	    "   JOIN lists l ON l.id = cl.list_id WHERE cl.campaign_id = c.id) AS lists,"
+	/* One pass over deliveries, grouped, rather than a count per
+	 * campaign: ls reads every campaign's figures anyway. */
+	if (db_exec(conn, &res, err, "SELECT c.name, c.state, c.subject, l.lists,"
 	    " " CAMPAIGN_ISO("c.scheduled_at") " AS scheduled_at,"
 	    " " CAMPAIGN_ISO("c.created_at") " AS created_at,"
-	    " d.total, d.queued, d.sending, d.sent, d.suppressed, d.failed, d.unknown"
-	    " FROM campaigns c CROSS JOIN LATERAL (SELECT count(*) AS total,"
-	    "  count(*) FILTER (WHERE state = 'queued') AS queued,"
-	    "  count(*) FILTER (WHERE state = 'sending') AS sending,"
-	    "  count(*) FILTER (WHERE state = 'sent') AS sent,"
-	    "  count(*) FILTER (WHERE state = 'suppressed') AS suppressed,"
-	    "  count(*) FILTER (WHERE state = 'failed') AS failed,"
-	    "  count(*) FILTER (WHERE state = 'unknown') AS unknown"
-	    "  FROM deliveries WHERE campaign_id = c.id) d"
+	    " COALESCE(d.total, 0) AS total, COALESCE(d.queued, 0) AS queued,"
+	    " COALESCE(d.sending, 0) AS sending, COALESCE(d.sent, 0) AS sent,"
+	    " COALESCE(d.suppressed, 0) AS suppressed,"
+	    " COALESCE(d.failed, 0) AS failed, COALESCE(d.unknown, 0) AS unknown"
+	    " FROM campaigns c"
+	    " LEFT JOIN (SELECT cl.campaign_id,"
+	    "   string_agg(l.name, ',' ORDER BY l.id) AS lists FROM campaign_lists cl"
+	    "   JOIN lists l ON l.id = cl.list_id GROUP BY cl.campaign_id) l"
+	    "  ON l.campaign_id = c.id"
+	    " LEFT JOIN (SELECT campaign_id, count(*) AS total,"
+	    "   count(*) FILTER (WHERE state = 'queued') AS queued,"
+	    "   count(*) FILTER (WHERE state = 'sending') AS sending,"
+	    "   count(*) FILTER (WHERE state = 'sent') AS sent,"
+	    "   count(*) FILTER (WHERE state = 'suppressed') AS suppressed,"
+	    "   count(*) FILTER (WHERE state = 'failed') AS failed,"
+	    "   count(*) FILTER (WHERE state = 'unknown') AS unknown"
+	    "   FROM deliveries GROUP BY campaign_id) d ON d.campaign_id = c.id"
 	    " ORDER BY c.created_at DESC, c.id DESC", 0, NULL) == -1)
 		return -1;
 	rows = db_rows_json(res);
@@ -698,9 +742,11 @@ fail:
 /* --- pause, resume, cancel ---------------------------------------------------- */
 
 /* Lock the campaign, check that its state is one of from (separated by
- * '|'), run update (with $1 = id, $2 = whether it started) and NOTIFY. */
+ * '|'), run update (with $1 = id, $2 = whether it started) and NOTIFY.
+ * A campaign already in state to is refused as such ("campaign c is
+ * already paused"), any other state with refusal. */
 static int
-campaign_move(PGconn *conn, const char *name, const char *from,
+campaign_move(PGconn *conn, const char *name, const char *from, const char *to,
     const char *update, const char *refusal, struct assent_err *err)
 {
 	char id[24], state[16], pattern[20];
@@ -714,7 +760,11 @@ campaign_move(PGconn *conn, const char *name, const char *from,
 	params[1] = started ? "t" : "f";
 	snprintf(pattern, sizeof(pattern), "|%s|", state);
 	if (strstr(from, pattern) == NULL) {
-		err_set(err, EX_DATAERR, "campaign %s is %s: %s", name, state, refusal);
+		if (to != NULL && strcmp(state, to) == 0)
+			err_set(err, EX_DATAERR, "campaign %s is already %s", name, state);
+		else
+			err_set(err, EX_DATAERR, "campaign %s is %s: %s", name, state,
+			    refusal);
 		goto fail;
 	}
 	if (db_exec(conn, NULL, err, update, strstr(update, "$2") != NULL ? 2 : 1,
@@ -731,7 +781,7 @@ fail:
 int
 campaign_pause(PGconn *conn, const char *name, struct assent_err *err)
 {
-	return campaign_move(conn, name, "|scheduled|sending|",
+	return campaign_move(conn, name, "|scheduled|sending|", "paused",
 	    "UPDATE campaigns SET state = 'paused' WHERE id = $1",
 	    "only a scheduled or sending campaign can be paused", err);
 }
@@ -739,7 +789,7 @@ campaign_pause(PGconn *conn, const char *name, struct assent_err *err)
 int
 campaign_resume(PGconn *conn, const char *name, struct assent_err *err)
 {
-	return campaign_move(conn, name, "|paused|",
+	return campaign_move(conn, name, "|paused|", NULL,
 	    "UPDATE campaigns SET state = CASE WHEN $2::bool THEN 'sending'"
 	    " ELSE 'scheduled' END WHERE id = $1",
 	    "only a paused campaign can be resumed", err);
@@ -749,9 +799,8 @@ int
 campaign_cancel(PGconn *conn, const char *name, struct assent_err *err)
 {
 	return campaign_move(conn, name, "|draft|scheduled|sending|paused|",
-	    "UPDATE campaigns SET state = 'cancelled', finished_at = now()"
-	    " WHERE id = $1",
-	    "it cannot be cancelled any more", err);
+	    "cancelled", "UPDATE campaigns SET state = 'cancelled',"
+	    " finished_at = now() WHERE id = $1", "it cannot be cancelled", err);
 }
 
 int
@@ -797,7 +846,7 @@ fail:
 
 /* --- status and report -------------------------------------------------------- */
 
-/* Column i of row 0 as a number. */
+/* Column col of row 0 as a number. */
 static json_int_t
 campaign_col_int(const PGresult *res, int col)
 {
@@ -811,18 +860,64 @@ campaign_col_time(const PGresult *res, int col)
 	    json_string(PQgetvalue(res, 0, col));
 }
 
-#define CAMPAIGN_COUNTS \
-	" count(d.id) AS total," \
-	" count(*) FILTER (WHERE d.state = 'queued') AS queued," \
-	" count(*) FILTER (WHERE d.state = 'sending') AS sending," \
-	" count(*) FILTER (WHERE d.state = 'sent') AS sent," \
-	" count(*) FILTER (WHERE d.state = 'suppressed') AS suppressed," \
-	" count(*) FILTER (WHERE d.state = 'failed') AS failed," \
-	" count(*) FILTER (WHERE d.state = 'unknown') AS unknown"
+/* The campaign named, its columns as sql says (id first). */
+static int
+campaign_find(PGconn *conn, const char *sql, const char *name,
+    const char *max_age, PGresult **res_r, struct assent_err *err)
+{
+	const char *params[] = { name, max_age };
+
+	*res_r = NULL;
+	if (campaign_check_name(name, err) == -1)
+		return -1;
+	if (db_exec(conn, res_r, err, sql, max_age != NULL ? 2 : 1, params) == -1)
+		return -1;
+	if (PQntuples(*res_r) == 0) {
+		PQclear(*res_r);
+		*res_r = NULL;
+		return err_set(err, EX_DATAERR, "unknown campaign %s "
+		    "(see \"assent campaign ls\")", name);
+	}
+	return 0;
+}
 
 static const char *const campaign_count_names[] = {
 	"queued", "sending", "sent", "suppressed", "failed", "unknown", NULL,
 };
+
+/* The deliveries of one campaign counted in one pass. The campaign is
+ * found first and its id passed as a parameter, not joined: planned
+ * with the id's own statistics, a small campaign is counted through the
+ * (campaign_id, subscriber_id) index and a big one by a parallel scan
+ * (with a join, the planner guesses an average campaign). */
+#define CAMPAIGN_SQL_COUNTS \
+	"SELECT count(*)," \
+	" count(*) FILTER (WHERE state = 'queued')," \
+	" count(*) FILTER (WHERE state = 'sending')," \
+	" count(*) FILTER (WHERE state = 'sent')," \
+	" count(*) FILTER (WHERE state = 'suppressed')," \
+	" count(*) FILTER (WHERE state = 'failed')," \
+	" count(*) FILTER (WHERE state = 'unknown')," \
+	" count(*) FILTER (WHERE state = 'sent'" \
+	"  AND sent_at > now() - interval '60 seconds')," \
+	" extract(epoch FROM now() - min(sent_at) FILTER (WHERE state = 'sent'" \
+	"  AND sent_at > now() - interval '60 seconds'))" \
+	" FROM deliveries WHERE campaign_id = $1"
+#define CAMPAIGN_COL_QUEUED  1
+#define CAMPAIGN_COL_SENDING 2
+#define CAMPAIGN_COL_RECENT  7
+#define CAMPAIGN_COL_SPAN    8
+
+/* What status shows of the campaign itself: then its too-old test and
+ * its age (seconds since scheduled_at). */
+#define CAMPAIGN_SQL_STATUS \
+	"SELECT id, name, state, " CAMPAIGN_ISO("scheduled_at") "," \
+	" " CAMPAIGN_ISO("started_at") ", " CAMPAIGN_ISO("finished_at") "," \
+	" state = 'scheduled' AND NOT force_start" \
+	"  AND scheduled_at < now() - make_interval(secs => $2::bigint)," \
+	" COALESCE(floor(extract(epoch FROM now() - scheduled_at)), 0)::bigint" \
+	" FROM campaigns WHERE lower(name) = lower($1)"
+#define CAMPAIGN_COL_TOO_OLD 6
 
 static json_t *
 campaign_eta(json_int_t remaining, double rate)
@@ -836,23 +931,80 @@ campaign_eta(json_int_t remaining, double rate)
 	return json_string(buf);
 }
 
+/* Messages per second: those sent in the last minute over the time
+ * from the first of them to now, not over a fixed minute: a campaign
+ * that started (or was resumed) 3 s ago is measured over those 3 s. At
+ * least a second, so that the very first message does not read as
+ * thousands a second. */
+static double
+campaign_rate(const PGresult *counts)
+{
+	double n = (double)campaign_col_int(counts, CAMPAIGN_COL_RECENT), secs;
+
+	if (n == 0 || PQgetisnull(counts, 0, CAMPAIGN_COL_SPAN))
+		return 0;
+	secs = strtod(PQgetvalue(counts, 0, CAMPAIGN_COL_SPAN), NULL);
+	return n / (secs > 1.0 ? secs : 1.0);
+}
+
+/* rate and eta into o: both null unless the campaign is sending; the
+ * eta from what is queued or in flight at that rate, null at rate 0. */
+static void
+campaign_status_pace(json_t *o, const char *state, const PGresult *counts)
+{
+	json_int_t remaining;
+	double rate;
+
+	if (strcmp(state, "sending") != 0) {
+		json_object_set_new(o, "rate", json_null());
+		json_object_set_new(o, "eta", json_null());
+		return;
+	}
+	remaining = campaign_col_int(counts, CAMPAIGN_COL_QUEUED) +
+	    campaign_col_int(counts, CAMPAIGN_COL_SENDING);
+	rate = campaign_rate(counts);
+	json_object_set_new(o, "rate", json_real(rate));
+	json_object_set_new(o, "eta", rate > 0 ? campaign_eta(remaining, rate) :
+	    json_null());
+}
+
 static json_t *
-campaign_status_note(const PGresult *res, const char *name, long max_age)
+campaign_status_note(const PGresult *c, long max_age)
 {
 	char ago[48], *note;
 	json_t *j;
 
-	/* column 13: too old to start; 14: its age in seconds */
-	if (PQgetvalue(res, 0, 13)[0] != 't')
+	if (PQgetvalue(c, 0, CAMPAIGN_COL_TOO_OLD)[0] != 't')
 		return json_null();
-	campaign_age_words(campaign_col_int(res, 14), ago, sizeof(ago));
+	campaign_age_words(campaign_col_int(c, CAMPAIGN_COL_TOO_OLD + 1), ago,
+	    sizeof(ago));
 	note = xasprintf("not started: its time is %s in the past, more than "
 	    "sending.max_schedule_age (%ld s) allows; reschedule it, or schedule "
 	    "it with --force to send it anyway (assent campaign schedule %s --at "
-	    "now)", ago, max_age, name);
+	    "now)", ago, max_age, PQgetvalue(c, 0, 1));
 	j = json_string(note);
 	free(note);
 	return j;
+}
+
+static json_t *
+campaign_status_json(const PGresult *c, const PGresult *counts, long max_age)
+{
+	json_t *o = json_object(), *by_state = json_object();
+
+	json_object_set_new(o, "name", json_string(PQgetvalue(c, 0, 1)));
+	json_object_set_new(o, "state", json_string(PQgetvalue(c, 0, 2)));
+	json_object_set_new(o, "scheduled_at", campaign_col_time(c, 3));
+	json_object_set_new(o, "started_at", campaign_col_time(c, 4));
+	json_object_set_new(o, "finished_at", campaign_col_time(c, 5));
+	json_object_set_new(o, "total", json_integer(campaign_col_int(counts, 0)));
+	for (int i = 0; campaign_count_names[i] != NULL; i++)
+		json_object_set_new(by_state, campaign_count_names[i],
+		    json_integer(campaign_col_int(counts, 1 + i)));
+	json_object_set_new(o, "counts", by_state);
+	campaign_status_pace(o, PQgetvalue(c, 0, 2), counts);
+	json_object_set_new(o, "note", campaign_status_note(c, max_age));
+	return o;
 }
 
 int
@@ -860,75 +1012,98 @@ campaign_status(PGconn *conn, const char *name, long max_age,
     json_t **status_r, struct assent_err *err)
 {
 	char age[24];
-	const char *params[] = { name, age };
-	json_t *o, *counts;
-	json_int_t remaining;
-	PGresult *res;
-	double rate;
+	const char *params[1];
+	PGresult *c, *counts;
 
 	*status_r = NULL;
 	snprintf(age, sizeof(age), "%ld", max_age);
-	if (campaign_check_name(name, err) == -1)
+	if (campaign_find(conn, CAMPAIGN_SQL_STATUS, name, age, &c, err) == -1)
 		return -1;
-	if (db_exec(conn, &res, err, "SELECT c.name, c.state,"
-	    " " CAMPAIGN_ISO("c.scheduled_at") ", " CAMPAIGN_ISO("c.started_at") ","
-	    " " CAMPAIGN_ISO("c.finished_at") "," CAMPAIGN_COUNTS ","
-	    " count(*) FILTER (WHERE d.state = 'sent'"
-	    "  AND d.sent_at > now() - interval '60 seconds') AS recent,"
-	    " c.state = 'scheduled' AND NOT c.force_start"
-	    "  AND c.scheduled_at < now() - make_interval(secs => $2::bigint),"
-	    " COALESCE(floor(extract(epoch FROM now() - c.scheduled_at)), 0)::bigint"
-	    " FROM campaigns c LEFT JOIN deliveries d ON d.campaign_id = c.id"
-	    " WHERE lower(c.name) = lower($1) GROUP BY c.id", 2, params) == -1)
+	params[0] = PQgetvalue(c, 0, 0);
+	if (db_exec(conn, &counts, err, CAMPAIGN_SQL_COUNTS, 1, params) == -1) {
+		PQclear(c);
 		return -1;
-	if (PQntuples(res) == 0) {
-		PQclear(res);
-		return err_set(err, EX_DATAERR, "unknown campaign %s "
-		    "(see \"assent campaign ls\")", name);
 	}
-	o = json_object();
-	counts = json_object();
-	json_object_set_new(o, "name", json_string(PQgetvalue(res, 0, 0)));
-	json_object_set_new(o, "state", json_string(PQgetvalue(res, 0, 1)));
-	json_object_set_new(o, "scheduled_at", campaign_col_time(res, 2));
-	json_object_set_new(o, "started_at", campaign_col_time(res, 3));
-	json_object_set_new(o, "finished_at", campaign_col_time(res, 4));
-	json_object_set_new(o, "total", json_integer(campaign_col_int(res, 5)));
-	for (int i = 0; campaign_count_names[i] != NULL; i++)
-		json_object_set_new(counts, campaign_count_names[i],
-		    json_integer(campaign_col_int(res, 6 + i)));
-	json_object_set_new(o, "counts", counts);
-	rate = (double)campaign_col_int(res, 12) / 60.0;
-	json_object_set_new(o, "rate", json_real(rate));
-	remaining = campaign_col_int(res, 6) + campaign_col_int(res, 7);
-	json_object_set_new(o, "eta", strcmp(PQgetvalue(res, 0, 1), "sending") == 0 &&
-	    rate > 0 ? campaign_eta(remaining, rate) : json_null());
-	json_object_set_new(o, "note", campaign_status_note(res, PQgetvalue(res, 0, 0),
-	    max_age));
-	PQclear(res);
-	*status_r = o;
+	*status_r = campaign_status_json(c, counts, max_age);
+	PQclear(counts);
+	PQclear(c);
 	return 0;
 }
 
-/* Suppressed deliveries of campaign id, counted by reason. */
+int
+campaign_overdue(PGconn *conn, long max_age, json_t **rows_r,
+    struct assent_err *err)
+{
+	char age[24];
+	const char *params[] = { age };
+	PGresult *res;
+
+	*rows_r = NULL;
+	snprintf(age, sizeof(age), "%ld", max_age);
+	/* the same test as campaign_start_one()'s, turned round */
+	if (db_exec(conn, &res, err, "SELECT id, name,"
+	    " " CAMPAIGN_ISO("scheduled_at") " AS scheduled_at FROM campaigns"
+	    " WHERE state = 'scheduled' AND NOT force_start"
+	    " AND scheduled_at < now() - make_interval(secs => $1::bigint)"
+	    " ORDER BY scheduled_at, id", 1, params) == -1)
+		return -1;
+	*rows_r = db_rows_json(res);
+	PQclear(res);
+	return 0;
+}
+
+/* The report's figures, summed from one grouped pass over the
+ * campaign's deliveries (by state and suppression reason). */
+struct campaign_tally {
+	json_int_t total, sent, suppressed, failed, unknown, in_queue;
+	json_int_t bounced, complained, unsubscribed;
+	json_t *by_reason;
+};
+
+static void
+campaign_tally_row(struct campaign_tally *t, const PGresult *res, int r)
+{
+	const char *state = PQgetvalue(res, r, 0);
+	json_int_t n = strtoll(PQgetvalue(res, r, 2), NULL, 10);
+
+	t->total += n;
+	if (strcmp(state, "sent") == 0)
+		t->sent += n;
+	else if (strcmp(state, "failed") == 0)
+		t->failed += n;
+	else if (strcmp(state, "unknown") == 0)
+		t->unknown += n;
+	else if (strcmp(state, "queued") == 0 || strcmp(state, "sending") == 0)
+		t->in_queue += n;
+	else if (strcmp(state, "suppressed") == 0) {
+		t->suppressed += n;
+		json_object_set_new(t->by_reason, PQgetvalue(res, r, 1),
+		    json_integer(n));
+	}
+	t->bounced += strtoll(PQgetvalue(res, r, 3), NULL, 10);
+	t->complained += strtoll(PQgetvalue(res, r, 4), NULL, 10);
+	t->unsubscribed += strtoll(PQgetvalue(res, r, 5), NULL, 10);
+}
+
 static int
-campaign_by_reason(PGconn *conn, const char *id, json_t **by_r,
+campaign_tally(PGconn *conn, const char *id, struct campaign_tally *t,
     struct assent_err *err)
 {
 	const char *params[] = { id };
 	PGresult *res;
-	json_t *by;
 
-	if (db_exec(conn, &res, err, "SELECT COALESCE(suppress_reason, 'unspecified'),"
-	    " count(*) FROM deliveries WHERE campaign_id = $1 AND state = 'suppressed'"
-	    " GROUP BY 1 ORDER BY 2 DESC, 1", 1, params) == -1)
+	memset(t, 0, sizeof(*t));
+	/* reasons most frequent first: the order the report prints them */
+	if (db_exec(conn, &res, err, "SELECT state,"
+	    " COALESCE(suppress_reason, 'unspecified'), count(*),"
+	    " count(bounced_at), count(complained_at), count(unsubscribed_at)"
+	    " FROM deliveries WHERE campaign_id = $1 GROUP BY 1, 2"
+	    " ORDER BY 3 DESC, 2", 1, params) == -1)
 		return -1;
-	by = json_object();
-	for (int i = 0; i < PQntuples(res); i++)
-		json_object_set_new(by, PQgetvalue(res, i, 0),
-		    json_integer(strtoll(PQgetvalue(res, i, 1), NULL, 10)));
+	t->by_reason = json_object();
+	for (int r = 0; r < PQntuples(res); r++)
+		campaign_tally_row(t, res, r);
 	PQclear(res);
-	*by_r = by;
 	return 0;
 }
 
@@ -936,44 +1111,34 @@ int
 campaign_report(PGconn *conn, const char *name, json_t **report_r,
     struct assent_err *err)
 {
-	const char *params[] = { name };
-	json_t *o, *by;
-	PGresult *res;
+	struct campaign_tally t;
+	json_t *o;
+	PGresult *c;
 	bool cancelled;
 
 	*report_r = NULL;
-	if (campaign_check_name(name, err) == -1)
+	if (campaign_find(conn, "SELECT id, name, state FROM campaigns"
+	    " WHERE lower(name) = lower($1)", name, NULL, &c, err) == -1)
 		return -1;
-	if (db_exec(conn, &res, err, "SELECT c.id, c.name, c.state," CAMPAIGN_COUNTS ","
-	    " count(d.bounced_at), count(d.complained_at), count(d.unsubscribed_at)"
-	    " FROM campaigns c LEFT JOIN deliveries d ON d.campaign_id = c.id"
-	    " WHERE lower(c.name) = lower($1) GROUP BY c.id", 1, params) == -1)
-		return -1;
-	if (PQntuples(res) == 0) {
-		PQclear(res);
-		return err_set(err, EX_DATAERR, "unknown campaign %s "
-		    "(see \"assent campaign ls\")", name);
-	}
-	if (campaign_by_reason(conn, PQgetvalue(res, 0, 0), &by, err) == -1) {
-		PQclear(res);
+	if (campaign_tally(conn, PQgetvalue(c, 0, 0), &t, err) == -1) {
+		PQclear(c);
 		return -1;
 	}
-	cancelled = strcmp(PQgetvalue(res, 0, 2), "cancelled") == 0;
+	cancelled = strcmp(PQgetvalue(c, 0, 2), "cancelled") == 0;
 	o = json_object();
-	json_object_set_new(o, "name", json_string(PQgetvalue(res, 0, 1)));
-	json_object_set_new(o, "state", json_string(PQgetvalue(res, 0, 2)));
-	json_object_set_new(o, "total", json_integer(campaign_col_int(res, 3)));
-	json_object_set_new(o, "sent", json_integer(campaign_col_int(res, 6)));
+	json_object_set_new(o, "name", json_string(PQgetvalue(c, 0, 1)));
+	json_object_set_new(o, "state", json_string(PQgetvalue(c, 0, 2)));
+	json_object_set_new(o, "total", json_integer(t.total));
+	json_object_set_new(o, "sent", json_integer(t.sent));
 	json_object_set_new(o, "suppressed", json_pack("{s:I, s:o}", "total",
-	    campaign_col_int(res, 7), "by_reason", by));
-	json_object_set_new(o, "failed", json_integer(campaign_col_int(res, 8)));
-	json_object_set_new(o, "unknown", json_integer(campaign_col_int(res, 9)));
-	json_object_set_new(o, "not_sent", json_integer(cancelled ?
-	    campaign_col_int(res, 4) + campaign_col_int(res, 5) : 0));
-	json_object_set_new(o, "bounced", json_integer(campaign_col_int(res, 10)));
-	json_object_set_new(o, "complained", json_integer(campaign_col_int(res, 11)));
-	json_object_set_new(o, "unsubscribed", json_integer(campaign_col_int(res, 12)));
-	PQclear(res);
+	    t.suppressed, "by_reason", t.by_reason));
+	json_object_set_new(o, "failed", json_integer(t.failed));
+	json_object_set_new(o, "unknown", json_integer(t.unknown));
+	json_object_set_new(o, "not_sent", json_integer(cancelled ? t.in_queue : 0));
+	json_object_set_new(o, "bounced", json_integer(t.bounced));
+	json_object_set_new(o, "complained", json_integer(t.complained));
+	json_object_set_new(o, "unsubscribed", json_integer(t.unsubscribed));
+	PQclear(c);
 	*report_r = o;
 	return 0;
 }
@@ -991,7 +1156,7 @@ campaign_report(PGconn *conn, const char *name, json_t **report_r,
 	" JOIN campaign_lists cl ON cl.list_id = ss.list_id AND cl.campaign_id = $1" \
 	" JOIN subscribers s ON s.id = ss.subscriber_id" \
 	" WHERE s.email_key IS NOT NULL" \
-	" GROUP BY s.id" \
+	" GROUP BY s.id ORDER BY s.id" \
 	" ON CONFLICT (campaign_id, subscriber_id) DO NOTHING"
 
 /* Start one due campaign, if there is one nobody else is starting:
@@ -1059,17 +1224,43 @@ campaign_start_due(PGconn *conn, long max_age, int *started_r,
 int
 campaign_finish_done(PGconn *conn, int *finished_r, struct assent_err *err)
 {
-	PGresult *res;
+	PGresult *locked, *res;
+	struct buf ids;
+	int rc = -1;
 
 	if (finished_r != NULL)
 		*finished_r = 0;
-	if (db_exec(conn, &res, err, "UPDATE campaigns c SET state = 'done',"
-	    " finished_at = now() WHERE c.state = 'sending' AND NOT EXISTS ("
-	    "  SELECT 1 FROM deliveries d WHERE d.campaign_id = c.id"
-	    "  AND d.state IN ('queued', 'sending'))", 0, NULL) == -1)
+	/* Lock first, then look, in a second statement limited to what was
+	 * locked: its snapshot sees what a resend-unknown that held a lock
+	 * committed. (One statement would wait for the lock and then judge
+	 * by its old snapshot, finishing a campaign just given work.) */
+	if (db_begin(conn, err) == -1)
 		return -1;
+	if (db_exec(conn, &locked, err, "SELECT id FROM campaigns"
+	    " WHERE state = 'sending' FOR UPDATE SKIP LOCKED", 0, NULL) == -1) {
+		db_rollback(conn);
+		return -1;
+	}
+	buf_init(&ids);
+	db_array_open(&ids);
+	for (int i = 0; i < PQntuples(locked); i++)
+		db_array_int(&ids, strtoll(PQgetvalue(locked, i, 0), NULL, 10));
+	db_array_close(&ids);
+	PQclear(locked);
+	const char *params[] = { ids.data };
+	if (db_exec(conn, &res, err, "UPDATE campaigns c SET state = 'done',"
+	    " finished_at = now() WHERE c.id = ANY ($1::bigint[])"
+	    " AND NOT EXISTS (SELECT 1 FROM deliveries d"
+	    "  WHERE d.campaign_id = c.id AND d.state IN ('queued', 'sending'))",
+	    1, params) == -1) {
+		db_rollback(conn);
+		goto done;
+	}
 	if (finished_r != NULL)
 		*finished_r = atoi(PQcmdTuples(res));
 	PQclear(res);
-	return 0;
+	rc = db_commit(conn, err);
+done:
+	buf_free(&ids);
+	return rc;
 }

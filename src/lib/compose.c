@@ -90,6 +90,8 @@ compose_new(const struct campaign *c, const struct assent_conf *conf,
 	struct compose *cp = xcalloc(1, sizeof(*cp));
 
 	*compose_r = NULL;
+	if (conf_check_sending(conf, err) < 0)
+		goto fail;
 	if (compose_compile(c->subject, RENDER_SUBJECT, "subject", &cp->subject, err) < 0 ||
 	    compose_compile(c->body_text, RENDER_TEXT, "text body", &cp->text, err) < 0 ||
 	    compose_compile(c->body_html, RENDER_HTML, "HTML body", &cp->html, err) < 0)

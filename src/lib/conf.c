@@ -106,6 +106,10 @@ static const struct conf_setting conf_settings[] = {
 	  .def_number = 1,
 	  .description = "verify the relay's TLS certificate (turn off only "
 	  "for a relay on this host)" },
+	{ .path = "smtp.ca_file", .type = CONF_STRING, .offset = OFF(smtp_ca_file),
+	  .def_string = "", .check = conf_check_absolute,
+	  .description = "file of CA certificates (PEM) the relay's certificate "
+	  "must chain to; empty for the system's" },
 	{ .path = "smtp.timeout", .type = CONF_INT, .offset = OFF(smtp_timeout),
 	  .def_number = 60, .min = 1, .max = 3600,
 	  .description = "seconds to wait for the relay at each SMTP step" },
@@ -118,8 +122,7 @@ static const struct conf_setting conf_settings[] = {
 	  .def_number = 8025, .min = 1, .max = 65535,
 	  .description = "TCP port the web server listens on" },
 	{ .path = "http.base_url", .type = CONF_STRING, .offset = OFF(http_base_url),
-	  .def_string = "https://news.example.org", .flags = CONF_NONEMPTY,
-	  .check = conf_check_url,
+	  .def_string = "", .check = conf_check_url,
 	  .description = "public URL of the web server, used in links in mail" },
 
 	{ .path = "tokens.keys_file", .type = CONF_STRING,
@@ -177,20 +180,18 @@ static const struct conf_setting conf_settings[] = {
 	  .description = "file where assentd writes its process id" },
 
 	{ .path = "sender.organisation", .type = CONF_STRING,
-	  .offset = OFF(sender_organisation), .def_string = "Example Ltd",
-	  .flags = CONF_NONEMPTY,
+	  .offset = OFF(sender_organisation), .def_string = "",
 	  .description = "name of the sender, shown in every message" },
 	{ .path = "sender.postal_address", .type = CONF_STRING,
-	  .offset = OFF(sender_postal_address),
-	  .def_string = "1 Example Street, Town", .flags = CONF_NONEMPTY,
+	  .offset = OFF(sender_postal_address), .def_string = "",
 	  .description = "postal address of the sender, shown in every message" },
 	{ .path = "sender.from", .type = CONF_STRING, .offset = OFF(sender_from),
-	  .def_string = "news@example.org", .flags = CONF_NONEMPTY,
+	  .def_string = "",
 	  .check = conf_check_from,
 	  .description = "address in the From header of every message" },
 	{ .path = "sender.bounce_domain", .type = CONF_STRING,
-	  .offset = OFF(sender_bounce_domain), .def_string = "bounce.example.org",
-	  .flags = CONF_NONEMPTY, .check = conf_check_domain,
+	  .offset = OFF(sender_bounce_domain), .def_string = "",
+	  .check = conf_check_domain,
 	  .description = "domain of the envelope sender (VERP) that gets bounces" },
 };
 
@@ -955,6 +956,24 @@ conf_check_secrets(struct conf_loader *ld, struct assent_err *err)
 	return 0;
 }
 
+/* An SMTP user needs a password file: said at load time, with
+ * file:line, not at the first send. (Whether the file exists is checked
+ * when it is read, as for every secret file.) */
+static int
+conf_check_smtp_auth(struct conf_loader *ld, struct assent_err *err)
+{
+	size_t user = (size_t)(conf_find("smtp.user") - conf_settings);
+	char buf[PATH_MAX];
+	const char *file;
+
+	if (ld->conf->smtp_user[0] == '\0' ||
+	    ld->conf->smtp_password_file[0] != '\0')
+		return 0;
+	file = conf_source_file(ld, ld->where[user], buf, sizeof(buf));
+	return conf_fail(err, file, config_setting_source_line(ld->where[user]),
+	    "smtp.user", "is set but smtp.password_file is not");
+}
+
 /* Fail early, with EX_NOINPUT, for what libconfig would only call
  * "file I/O error" on line 0. */
 static int
@@ -1029,7 +1048,7 @@ conf_load(const char *path, struct assent_conf **conf_r,
 		    conf_take_default(&ld, &conf_settings[i], err)) < 0)
 			goto fail;
 	}
-	if (conf_check_secrets(&ld, err) < 0)
+	if (conf_check_secrets(&ld, err) < 0 || conf_check_smtp_auth(&ld, err) < 0)
 		goto fail;
 	config_destroy(&ld.cfg);
 	free(ld.dir);
@@ -1041,6 +1060,30 @@ fail:
 	free(ld.dir);
 	conf_free(ld.conf);
 	return -1;
+}
+
+int
+conf_check_sending(const struct assent_conf *conf, struct assent_err *err)
+{
+	static const char *const needed[] = {
+		"http.base_url", "sender.postal_address", "sender.bounce_domain",
+	};
+	char missing[256] = "";
+	size_t len = 0;
+
+	for (size_t i = 0; i < sizeof(needed) / sizeof(needed[0]); i++) {
+		const char *v = *conf_string_field(conf, conf_find(needed[i]));
+
+		if (v != NULL && *v != '\0')
+			continue;
+		len += (size_t)snprintf(missing + len, sizeof(missing) - len, "%s%s",
+		    len > 0 ? ", " : "", needed[i]);
+	}
+	if (len == 0)
+		return 0;
+	return err_set(err, EX_CONFIG, "%s: nothing can be sent until %s %s set "
+	    "(every message carries them: see assent.conf(5))", conf->path,
+	    missing, strchr(missing, ',') != NULL ? "are" : "is");
 }
 
 void

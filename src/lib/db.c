@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "assent/buf.h"
 #include "assent/db.h"
 #include "assent/log.h"
 #include "assent/xmalloc.h"
@@ -272,4 +273,52 @@ db_dsn_display(const char *dsn, bool *has_secret_r)
 		return xstrdup(dsn);
 	}
 	return out;
+}
+
+/* ---- array literals ------------------------------------------------------ */
+
+void
+db_array_open(struct buf *b)
+{
+	buf_reset(b);
+	buf_add(b, "{", 1);
+}
+
+static void
+db_array_sep(struct buf *b)
+{
+	if (b->len > 1)
+		buf_add(b, ",", 1);
+}
+
+void
+db_array_int(struct buf *b, long long v)
+{
+	char num[24];
+
+	db_array_sep(b);
+	buf_add(b, num, (size_t)snprintf(num, sizeof(num), "%lld", v));
+}
+
+void
+db_array_text(struct buf *b, const char *s)
+{
+	db_array_sep(b);
+	if (s == NULL) {
+		buf_add(b, "NULL", 4);
+		return;
+	}
+	buf_add(b, "\"", 1);
+	for (; *s != '\0'; s++) {
+		if (*s == '"' || *s == '\\')
+			buf_add(b, "\\", 1);
+		buf_add(b, s, 1);
+	}
+	buf_add(b, "\"", 1);
+}
+
+void
+db_array_close(struct buf *b)
+{
+	buf_add(b, "}", 1);
 }

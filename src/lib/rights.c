@@ -836,6 +836,24 @@ rights_erase_ledger(PGconn *conn, const struct rights_person *p,
 	return ledger_erase(conn, p->id, &e->blanked, err);
 }
 
+/* What sending kept that names the person: relays' replies often
+ * quote the address ("550 <a@b>: user unknown"), and test sends keep
+ * the address they went to. Deliveries themselves stay (the campaign's
+ * counts), without the words. */
+static int
+rights_erase_sending(PGconn *conn, const struct rights_person *p,
+    struct assent_err *err)
+{
+	const char *idp[] = { p->id };
+	const char *keyp[] = { p->addr.key };
+
+	if (db_exec(conn, NULL, err, "UPDATE deliveries SET smtp_reply = NULL"
+	    " WHERE subscriber_id = $1 AND smtp_reply IS NOT NULL", 1, idp) == -1)
+		return -1;
+	return db_exec(conn, NULL, err, "UPDATE test_sends SET email = '(erased)',"
+	    " detail = '' WHERE lower(email) = $1", 1, keyp);
+}
+
 static int
 rights_erase_steps(PGconn *conn, const struct suppress_ctx *ctx,
     const struct rights_person *p, const struct audit_actor *who,
@@ -849,6 +867,8 @@ rights_erase_steps(PGconn *conn, const struct suppress_ctx *ctx,
 	    rights_erase_suppression(conn, ctx, p, e->hash, who, &e->entry, err) == -1 ||
 	    rights_query_long(conn, "SELECT suppress_erase_plain($1, $2, $3)",
 	    3, params, &e->hashed, err) == -1)
+		return -1;
+	if (rights_erase_sending(conn, p, err) == -1)
 		return -1;
 	return db_exec(conn, NULL, err, "UPDATE subscribers SET email = NULL,"
 	    " email_key = NULL, name = '', attrs = '{}', erased_at = now()"

@@ -20,6 +20,7 @@
 #include "assent/compose.h"
 #include "assent/db.h"
 #include "assent/sender.h"
+#include "assent/text.h"
 #include "assent/transport.h"
 #include "assent/xmalloc.h"
 
@@ -67,56 +68,9 @@ struct sender {
 	size_t nmsgs;
 	time_t batch_time;
 	struct buf scratch;
+	struct sender_outcomes *unrecorded;     /* see sender_take_unrecorded() */
+	const volatile int *stop;               /* sender_set_stop() */
 };
-
-/* ---- PostgreSQL array literals ----------------------------------------- */
-
-static void
-pgarr_open(struct buf *b)
-{
-	buf_reset(b);
-	buf_add(b, "{", 1);
-}
-
-static void
-pgarr_sep(struct buf *b)
-{
-	if (b->len > 1)
-		buf_add(b, ",", 1);
-}
-
-static void
-pgarr_int(struct buf *b, long long v)
-{
-	char num[24];
-
-	pgarr_sep(b);
-	buf_add(b, num, (size_t)snprintf(num, sizeof(num), "%lld", v));
-}
-
-/* NULL is SQL NULL; anything else a quoted element. */
-static void
-pgarr_text(struct buf *b, const char *s)
-{
-	pgarr_sep(b);
-	if (s == NULL) {
-		buf_add(b, "NULL", 4);
-		return;
-	}
-	buf_add(b, "\"", 1);
-	for (; *s != '\0'; s++) {
-		if (*s == '"' || *s == '\\')
-			buf_add(b, "\\", 1);
-		buf_add(b, s, 1);
-	}
-	buf_add(b, "\"", 1);
-}
-
-static void
-pgarr_close(struct buf *b)
-{
-	buf_add(b, "}", 1);
-}
 
 /* ---- the sender ---------------------------------------------------------- */
 
@@ -188,6 +142,7 @@ sender_free(struct sender *s)
 	for (size_t i = 0; i < SENDER_CACHE; i++)
 		compose_free(s->cache[i].compose);
 	PQclear(s->claimed);
+	sender_outcomes_free(s->unrecorded);
 	transport_free(s->transport);
 	free(s->rows);
 	free(s->msgs);
@@ -201,6 +156,18 @@ int
 sender_session(const struct sender *s)
 {
 	return s->session;
+}
+
+void
+sender_set_stop(struct sender *s, const volatile int *stop)
+{
+	s->stop = stop;
+}
+
+static bool
+sender_stopping(const struct sender *s)
+{
+	return s->stop != NULL && *s->stop;
 }
 
 /* The compose of campaign id, from the cache or made now. */
@@ -246,10 +213,10 @@ static const char sender_claim_sql[] =
     "   FOR UPDATE OF d SKIP LOCKED)"
     " SELECT d.id, d.subscriber_id, d.list_id, d.domain, d.attempts,"
     "        s.email, s.email_key, s.name, s.attrs::text,"
-    "        EXISTS (SELECT 1 FROM sendable_subscriptions ss"
-    "                  JOIN campaign_lists cl ON cl.list_id = ss.list_id"
-    "                 WHERE cl.campaign_id = $1"
-    "                   AND ss.subscriber_id = d.subscriber_id)"
+    "        (SELECT min(ss.list_id) FROM sendable_subscriptions ss"
+    "           JOIN campaign_lists cl ON cl.list_id = ss.list_id"
+    "          WHERE cl.campaign_id = $1"
+    "            AND ss.subscriber_id = d.subscriber_id)"
     "   FROM picked p JOIN deliveries d ON d.id = p.id"
     "   JOIN subscribers s ON s.id = d.subscriber_id"
     "  ORDER BY d.id";
@@ -280,7 +247,11 @@ sender_read_rows(struct sender *s)
 		r->key = PQgetisnull(res, row, 6) ? NULL : PQgetvalue(res, row, 6);
 		r->name = PQgetvalue(res, row, 7);
 		r->attrs = PQgetvalue(res, row, 8);
-		r->subscribed = PQgetvalue(res, row, 9)[0] == 't';
+		/* The list the unsubscribe link leaves: one the person is on
+		 * now, not the one of when the audience was built. */
+		r->subscribed = !PQgetisnull(res, row, 9);
+		if (r->subscribed)
+			r->list_id = sender_u64(res, row, 9);
 	}
 }
 
@@ -374,7 +345,7 @@ sender_mark(struct sender *s, struct assent_err *err)
 	int rc;
 
 	buf_init(&ids); buf_init(&states); buf_init(&sids); buf_init(&reasons);
-	pgarr_open(&ids); pgarr_open(&states); pgarr_open(&sids); pgarr_open(&reasons);
+	db_array_open(&ids); db_array_open(&states); db_array_open(&sids); db_array_open(&reasons);
 	for (size_t i = 0; i < s->nrows; i++) {
 		const struct sender_row *r = &s->rows[i];
 		static const char *const names[] = {
@@ -383,15 +354,15 @@ sender_mark(struct sender *s, struct assent_err *err)
 
 		if (r->fate == FATE_DEFER)
 			continue;
-		pgarr_int(&ids, (long long)r->id);
-		pgarr_text(&states, names[r->fate]);
+		db_array_int(&ids, (long long)r->id);
+		db_array_text(&states, names[r->fate]);
 		if (r->suppression_id != 0)
-			pgarr_int(&sids, r->suppression_id);
+			db_array_int(&sids, r->suppression_id);
 		else
-			pgarr_text(&sids, NULL);
-		pgarr_text(&reasons, r->fate == FATE_SEND ? NULL : r->reason);
+			db_array_text(&sids, NULL);
+		db_array_text(&reasons, r->fate == FATE_SEND ? NULL : r->reason);
 	}
-	pgarr_close(&ids); pgarr_close(&states); pgarr_close(&sids); pgarr_close(&reasons);
+	db_array_close(&ids); db_array_close(&states); db_array_close(&sids); db_array_close(&reasons);
 	snprintf(session, sizeof(session), "%d", s->session);
 	params[0] = ids.data; params[1] = states.data; params[2] = sids.data;
 	params[3] = reasons.data; params[4] = session;
@@ -412,7 +383,7 @@ sender_mark(struct sender *s, struct assent_err *err)
 
 static int
 sender_claim_campaign(struct sender *s, long long campaign_id,
-    struct throttle_session *ts, struct assent_err *err)
+    struct throttle_session *ts, bool *broken_r, struct assent_err *err)
 {
 	char id[24], limit[16];
 	const char *params[3] = { id, limit, NULL };
@@ -430,8 +401,12 @@ sender_claim_campaign(struct sender *s, long long campaign_id,
 	sender_read_rows(s);
 	if (s->nrows == 0)
 		return 0;
-	if (sender_compose(s, campaign_id, &s->cp, err) < 0 ||
-	    sender_gate(s, err) < 0)
+	if (sender_compose(s, campaign_id, &s->cp, err) < 0) {
+		*broken_r = PQstatus(s->conn) == CONNECTION_OK &&
+		    (err->code == EX_DATAERR || err->code == EX_CONFIG);
+		return -1;
+	}
+	if (sender_gate(s, err) < 0)
 		return -1;
 	sender_decide(s, ts);
 	return sender_mark(s, err);
@@ -461,7 +436,7 @@ sender_campaigns(struct sender *s, long long **ids_r, size_t *n_r,
  * has work, in one transaction. */
 static int
 sender_claim(struct sender *s, struct throttle_session *ts,
-    struct assent_err *err)
+    struct sender_stats *st, struct assent_err *err)
 {
 	long long *ids;
 	size_t n;
@@ -471,12 +446,21 @@ sender_claim(struct sender *s, struct throttle_session *ts,
 		return -1;
 	for (size_t k = 0; k < n && s->nrows == 0; k++) {
 		long long id = ids[(s->turn + k) % n];
+		bool broken = false;
 
 		if (db_begin(s->conn, err) < 0)
 			goto fail;
-		if (sender_claim_campaign(s, id, ts, err) < 0) {
+		if (sender_claim_campaign(s, id, ts, &broken, err) < 0) {
 			db_rollback(s->conn);
-			goto fail;
+			if (!broken)
+				goto fail;
+			/* this one cannot be built: say so, and go on */
+			st->broken_campaign = id;
+			snprintf(st->broken_reason, sizeof(st->broken_reason), "%s",
+			    err->msg);
+			err_clear(err);
+			s->nrows = 0;
+			continue;
 		}
 		if (db_commit(s->conn, err) < 0)
 			goto fail;
@@ -485,6 +469,7 @@ sender_claim(struct sender *s, struct throttle_session *ts,
 	free(ids);
 	return 0;
 fail:
+	s->turn++;      /* next time another campaign comes first */
 	free(ids);
 	s->nrows = 0;
 	return -1;
@@ -500,9 +485,12 @@ sender_fill(void *arg, size_t index, struct buf *out)
 	struct compose_recipient rc;
 	char envelope[COMPOSE_ENVELOPE_MAX];
 	struct assent_err e;
-	json_t *attrs = json_loads(r->attrs, 0, NULL);
+	json_t *attrs;
 	int rc_;
 
+	if (sender_stopping(s))
+		return -1;      /* abandoned before its data: not tried */
+	attrs = json_loads(r->attrs, 0, NULL);
 	sender_recipient(r, attrs, &rc);
 	err_clear(&e);
 	rc_ = compose_message(s->cp, &rc, s->batch_time, out, envelope, &e);
@@ -519,13 +507,20 @@ sender_fill(void *arg, size_t index, struct buf *out)
 	return rc_;
 }
 
+/* The global rate, in steps short enough to notice a stop. */
 static void
 sender_pace(void *arg, size_t index)
 {
 	struct sender *s = arg;
+	double wait;
 
 	(void)index;
-	throttle_pace(s->throttle);
+	while (!sender_stopping(s) &&
+	    !throttle_try_pace(s->throttle, throttle_now(), &wait)) {
+		struct timespec ts = { 0, (long)((wait < 0.1 ? wait : 0.1) * 1e9) };
+
+		nanosleep(&ts, NULL);
+	}
 }
 
 /* The messages to send, with their envelope senders. */
@@ -556,43 +551,55 @@ sender_prepare(struct sender *s, struct assent_err *err)
 
 /* ---- 3. record ---------------------------------------------------------------- */
 
-struct sender_arrays {
-	struct buf ids, states, tried, delays, replies;
-	struct buf bounce_keys, bounce_boxes, bounce_sources;
+/* A session's outcomes, ready to write: array literals for one UPDATE,
+ * and the hard bounces. They outlive the sender when the write fails
+ * (sender_take_unrecorded()), to be written on the next connection
+ * under the session that sent them. */
+struct sender_outcomes {
+	int session;
+	size_t n;
+	struct buf ids, states, tried, delays, replies, bounced;
+	char **bounce_keys, **bounce_sources;
 	size_t nbounces;
 };
 
-static void
-sender_arrays_init(struct sender_arrays *a)
+static struct sender_outcomes *
+sender_outcomes_new(int session, size_t cap)
 {
-	struct buf *all[] = { &a->ids, &a->states, &a->tried, &a->delays,
-	    &a->replies, &a->bounce_keys, &a->bounce_boxes, &a->bounce_sources };
+	struct sender_outcomes *o = xcalloc(1, sizeof(*o));
+	struct buf *all[] = { &o->ids, &o->states, &o->tried, &o->delays,
+	    &o->replies, &o->bounced };
 
+	o->session = session;
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
 		buf_init(all[i]);
-		pgarr_open(all[i]);
+		db_array_open(all[i]);
 	}
-	a->nbounces = 0;
+	o->bounce_keys = xcalloc(cap + 1, sizeof(*o->bounce_keys));
+	o->bounce_sources = xcalloc(cap + 1, sizeof(*o->bounce_sources));
+	return o;
 }
 
-static void
-sender_arrays_free(struct sender_arrays *a)
+void
+sender_outcomes_free(struct sender_outcomes *o)
 {
-	struct buf *all[] = { &a->ids, &a->states, &a->tried, &a->delays,
-	    &a->replies, &a->bounce_keys, &a->bounce_boxes, &a->bounce_sources };
-
-	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
-		buf_free(all[i]);
+	if (o == NULL)
+		return;
+	buf_free(&o->ids); buf_free(&o->states); buf_free(&o->tried);
+	buf_free(&o->delays); buf_free(&o->replies); buf_free(&o->bounced);
+	for (size_t i = 0; i < o->nbounces; i++) {
+		free(o->bounce_keys[i]);
+		free(o->bounce_sources[i]);
+	}
+	free(o->bounce_keys);
+	free(o->bounce_sources);
+	free(o);
 }
 
-static void
-sender_arrays_close(struct sender_arrays *a)
+size_t
+sender_outcomes_count(const struct sender_outcomes *o)
 {
-	struct buf *all[] = { &a->ids, &a->states, &a->tried, &a->delays,
-	    &a->replies, &a->bounce_keys, &a->bounce_boxes, &a->bounce_sources };
-
-	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
-		pgarr_close(all[i]);
+	return o->n;
 }
 
 /* The retry delay after attempts failed attempts (attempts >= 1). */
@@ -606,6 +613,27 @@ sender_backoff(const struct sender *s, int attempts)
 	return delay < SENDER_RETRY_MAX ? delay : SENDER_RETRY_MAX;
 }
 
+/* Relays pass on remote servers' words, in any charset: what is not
+ * UTF-8 becomes '?', so that the text can be stored. */
+static void
+sender_clean_utf8(char *p)
+{
+	while (*p != '\0') {
+		size_t n = 1;
+		unsigned char c = (unsigned char)*p;
+
+		if (c >= 0x80) {
+			n = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 0;
+			if (n == 0 || c > 0xf4 || !text_is_utf8(p, strnlen(p, n)) ||
+			    strnlen(p, n) < n) {
+				*p++ = '?';
+				continue;
+			}
+		}
+		p += n;
+	}
+}
+
 static void
 sender_reply_text(const struct transport_msg *m, char *out, size_t outlen)
 {
@@ -616,25 +644,25 @@ sender_reply_text(const struct transport_msg *m, char *out, size_t outlen)
 		snprintf(out, outlen, "%d %s %s", m->code, m->enhanced, m->reply);
 	else
 		snprintf(out, outlen, "%d %s", m->code, m->reply);
+	sender_clean_utf8(out);
 }
 
 static void
-sender_add_bounce(struct sender *s, struct sender_arrays *a,
+sender_add_bounce(struct sender *s, struct sender_outcomes *o,
     const struct sender_row *r, const char *reply)
 {
-	char box[ADDR_MAX + 1], source[SUPPRESS_SOURCE_MAX + 1];
+	char source[SUPPRESS_SOURCE_MAX + 1];
 
-	pgarr_text(&a->bounce_keys, r->key);
-	pgarr_text(&a->bounce_boxes, suppress_mailbox_key(r->key, box) ? box : NULL);
 	snprintf(source, sizeof(source), "relay refused delivery %" PRIu64
 	    " of campaign %lld: %s", r->id, compose_campaign_id(s->cp), reply);
-	pgarr_text(&a->bounce_sources, source);
-	a->nbounces++;
+	o->bounce_keys[o->nbounces] = xstrdup(r->key);
+	o->bounce_sources[o->nbounces] = xstrdup(source);
+	o->nbounces++;
 }
 
-/* One delivery's outcome into the arrays. */
+/* One delivery's outcome into o. */
 static void
-sender_outcome(struct sender *s, struct sender_arrays *a, size_t i,
+sender_outcome(struct sender *s, struct sender_outcomes *o, size_t i,
     struct sender_stats *st)
 {
 	const struct transport_msg *m = &s->msgs[i];
@@ -643,6 +671,7 @@ sender_outcome(struct sender *s, struct sender_arrays *a, size_t i,
 	const char *state = "queued";
 	int tried = 1;
 	long delay = 0;
+	bool bounced = false;
 
 	sender_reply_text(m, reply, sizeof(reply));
 	switch (m->outcome) {
@@ -662,8 +691,10 @@ sender_outcome(struct sender *s, struct sender_arrays *a, size_t i,
 	case TRANSPORT_PERMFAIL:
 		state = "failed";
 		st->failed++;
-		if (transport_is_hard_bounce(m->code, m->enhanced))
-			sender_add_bounce(s, a, r, reply);
+		if (transport_is_hard_bounce(m)) {
+			sender_add_bounce(s, o, r, reply);
+			bounced = true;
+		}
 		break;
 	case TRANSPORT_UNCERTAIN:
 		state = "unknown";
@@ -674,17 +705,20 @@ sender_outcome(struct sender *s, struct sender_arrays *a, size_t i,
 			state = "failed";
 			st->failed++;
 			snprintf(reply, sizeof(reply), "%s", r->reason);
+			sender_clean_utf8(reply);
 			break;
 		}
 		tried = 0;
 		st->deferred++;
 		break;
 	}
-	pgarr_int(&a->ids, (long long)r->id);
-	pgarr_text(&a->states, state);
-	pgarr_int(&a->tried, tried);
-	pgarr_int(&a->delays, delay);
-	pgarr_text(&a->replies, tried == 0 ? NULL : reply);
+	db_array_int(&o->ids, (long long)r->id);
+	db_array_text(&o->states, state);
+	db_array_int(&o->tried, tried);
+	db_array_int(&o->delays, delay);
+	db_array_text(&o->replies, tried == 0 ? NULL : reply);
+	db_array_text(&o->bounced, bounced ? "t" : "f");
+	o->n++;
 }
 
 static const char sender_record_sql[] =
@@ -693,47 +727,76 @@ static const char sender_record_sql[] =
     "   next_attempt_at = CASE WHEN u.state = 'queued'"
     "       THEN now() + make_interval(secs => u.delay) ELSE d.next_attempt_at END,"
     "   smtp_reply = COALESCE(u.reply, d.smtp_reply),"
-    "   sent_at = CASE WHEN u.state = 'sent' THEN now() ELSE d.sent_at END"
-    "  FROM unnest($1::bigint[], $2::text[], $3::int[], $4::int[], $5::text[])"
-    "       AS u(id, state, tried, delay, reply)"
+    "   sent_at = CASE WHEN u.state = 'sent' THEN now() ELSE d.sent_at END,"
+    "   bounced_at = CASE WHEN u.bounced THEN now() ELSE d.bounced_at END"
+    "  FROM unnest($1::bigint[], $2::text[], $3::int[], $4::int[], $5::text[],"
+    "              $7::bool[])"
+    "       AS u(id, state, tried, delay, reply, bounced)"
     " WHERE d.id = u.id AND d.state IN ('sending', 'unknown')"
     "   AND d.sender_session = $6::int";
 
-/* A hard bounce suppresses the address; an active entry stays as it is. */
-static const char sender_bounce_sql[] =
-    "INSERT INTO suppressions (kind, value, mailbox_key, reason, source, added_by)"
-    " SELECT 'address', b.key, b.box, 'hard-bounce', b.source, 'assentd'"
-    "   FROM unnest($1::text[], $2::text[], $3::text[]) AS b(key, box, source)"
-    " ON CONFLICT (kind, value) WHERE removed_at IS NULL DO NOTHING";
+int
+sender_outcomes_write(PGconn *conn, struct sender_outcomes *o, long *written_r,
+    struct assent_err *err)
+{
+	char session[16];
+	PGresult *res;
 
+	*written_r = 0;
+	snprintf(session, sizeof(session), "%d", o->session);
+	db_array_close(&o->ids); db_array_close(&o->states);
+	db_array_close(&o->tried); db_array_close(&o->delays);
+	db_array_close(&o->replies); db_array_close(&o->bounced);
+	const char *params[] = { o->ids.data, o->states.data, o->tried.data,
+	    o->delays.data, o->replies.data, session, o->bounced.data };
+	/* a retry closes the arrays again: open them for the next call */
+	o->ids.len--; o->states.len--; o->tried.len--;
+	o->delays.len--; o->replies.len--; o->bounced.len--;
+	if (db_begin(conn, err) < 0)
+		return -1;
+	if (db_exec(conn, &res, err, sender_record_sql, 7, params) < 0)
+		goto fail;
+	*written_r = strtol(PQcmdTuples(res), NULL, 10);
+	PQclear(res);
+	if (suppress_add_bounces(conn, (const char *const *)o->bounce_keys,
+	    (const char *const *)o->bounce_sources, o->nbounces, "assentd",
+	    err) < 0)
+		goto fail;
+	return db_commit(conn, err);
+fail:
+	db_rollback(conn);
+	*written_r = 0;
+	return -1;
+}
+
+struct sender_outcomes *
+sender_take_unrecorded(struct sender *s)
+{
+	struct sender_outcomes *o = s->unrecorded;
+
+	s->unrecorded = NULL;
+	return o;
+}
+
+/* Write the session's outcomes; when that fails they are kept for
+ * sender_take_unrecorded(). */
 static int
 sender_record(struct sender *s, struct sender_stats *st, struct assent_err *err)
 {
-	struct sender_arrays a;
-	char session[16];
-	int rc = -1;
+	struct sender_outcomes *o = sender_outcomes_new(s->session, s->nmsgs);
+	long written;
 
-	sender_arrays_init(&a);
 	for (size_t i = 0; i < s->nmsgs; i++)
-		sender_outcome(s, &a, i, st);
-	sender_arrays_close(&a);
-	snprintf(session, sizeof(session), "%d", s->session);
-	const char *params[] = { a.ids.data, a.states.data, a.tried.data,
-	    a.delays.data, a.replies.data, session };
-	const char *bparams[] = { a.bounce_keys.data, a.bounce_boxes.data,
-	    a.bounce_sources.data };
-	if (db_begin(s->conn, err) < 0)
-		goto done;
-	if (db_exec(s->conn, NULL, err, sender_record_sql, 6, params) < 0 ||
-	    (a.nbounces > 0 &&
-	    db_exec(s->conn, NULL, err, sender_bounce_sql, 3, bparams) < 0)) {
-		db_rollback(s->conn);
-		goto done;
+		sender_outcome(s, o, i, st);
+	if (sender_outcomes_write(s->conn, o, &written, err) < 0) {
+		sender_outcomes_free(s->unrecorded);
+		s->unrecorded = o;
+		return -1;
 	}
-	rc = db_commit(s->conn, err);
-done:
-	sender_arrays_free(&a);
-	return rc;
+	if ((size_t)written < o->n)
+		st->unwritten += (long)(o->n - (size_t)written);
+	sender_outcomes_free(o);
+	return 0;
 }
 
 /* ---- one turn ------------------------------------------------------------------ */
@@ -763,7 +826,7 @@ sender_run_batch(struct sender *s, bool *worked_r, struct sender_stats *stats,
 	int rc = -1, sent_rc;
 
 	*worked_r = false;
-	if (sender_claim(s, ts, err) < 0)
+	if (sender_claim(s, ts, st, err) < 0)
 		goto done;
 	*worked_r = s->nrows > 0;
 	sender_count_claim(s, st);

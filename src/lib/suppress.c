@@ -9,6 +9,7 @@
 #include <openssl/evp.h>
 #include <openssl/params.h>
 
+#include "assent/buf.h"
 #include "assent/db.h"
 #include "assent/suppress.h"
 #include "assent/text.h"
@@ -1146,5 +1147,58 @@ suppress_export(PGconn *conn, FILE *out, const struct suppress_ctx *ctx,
 		rc = err_set(err, EX_IOERR, "export: write error");
 	if (count_r != NULL)
 		*count_r = count;
+	return rc;
+}
+
+/* ---- hard bounces from the sender ------------------------------------------ */
+
+int
+suppress_add_bounces(PGconn *conn, const char *const *keys,
+    const char *const *sources, size_t n, const char *added_by,
+    struct assent_err *err)
+{
+	struct buf k, boxes, src;
+	char box[ADDR_MAX + 1];
+	int rc;
+
+	if (n == 0)
+		return 0;
+	buf_init(&k);
+	buf_init(&boxes);
+	buf_init(&src);
+	db_array_open(&k);
+	db_array_open(&boxes);
+	db_array_open(&src);
+	for (size_t i = 0; i < n; i++) {
+		db_array_text(&k, keys[i]);
+		db_array_text(&boxes, suppress_mailbox_key(keys[i], box) ? box : NULL);
+		db_array_text(&src, sources[i]);
+	}
+	db_array_close(&k);
+	db_array_close(&boxes);
+	db_array_close(&src);
+	const char *params[] = { k.data, boxes.data, src.data, added_by };
+	/* A key whose subscriber was erased meanwhile is left out: its
+	 * erasure entry stands, and the plain address must not come back. */
+	const char *retire[] = { k.data, added_by };
+	rc = db_exec(conn, NULL, err,
+	    "UPDATE suppressions x SET removed_by = $2, removed_reason = 'expired'"
+	    "  FROM unnest($1::text[]) AS b(key)"
+	    " WHERE x.kind = 'address' AND x.value = b.key"
+	    "   AND x.removed_at IS NULL AND x.expires_at <= now()", 2, retire);
+	if (rc == 0)
+		rc = db_exec(conn, NULL, err,
+		    "INSERT INTO suppressions (kind, value, mailbox_key, reason,"
+		    " source, added_by)"
+		    " SELECT 'address', b.key, b.box, 'hard-bounce', b.source, $4"
+		    "   FROM unnest($1::text[], $2::text[], $3::text[])"
+		    "        AS b(key, box, source)"
+		    "  WHERE EXISTS (SELECT 1 FROM subscribers s"
+		    "                 WHERE s.email_key = b.key)"
+		    " ON CONFLICT (kind, value) WHERE removed_at IS NULL DO NOTHING",
+		    4, params);
+	buf_free(&k);
+	buf_free(&boxes);
+	buf_free(&src);
 	return rc;
 }

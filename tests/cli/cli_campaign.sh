@@ -10,6 +10,16 @@ py()
 	printf '%s' "$OUT" | /usr/bin/python3 -c "import json,sys; d=json.load(sys.stdin); $1"
 }
 
+assert_err_lacks()
+{
+	if printf '%s' "$ERR" | grep -qF -- "$1"; then
+		not_ok "$2"
+		diag "stderr:" "$ERR"
+	else
+		ok "$2"
+	fi
+}
+
 db()
 {
 	psql -X -q -v ON_ERROR_STOP=1 -At -d "$CLI_DB" -c "$1"
@@ -85,6 +95,22 @@ run_cli campaign create bad --list news --subject S --from 'Ann <nobody>' \
 	--text "$D/body.txt"
 assert_rc 65 "a bad From is refused"
 assert_err_contains "From: invalid address" "and named"
+run_cli campaign create bad --list news --subject S \
+	--from 'a <b> <news@example.org>' --text "$D/body.txt"
+assert_rc 65 "a From with two addresses is refused"
+assert_err_contains 'From: expected "Name <address>" or an address' \
+	"saying what a From looks like"
+assert_err_lacks 'invalid address "b>' \
+	"not the address parser's complaint about a piece of it"
+run_cli campaign create bad --list news --subject S --from a@example.org \
+	--text "$D"
+assert_rc 66 "a directory as a template file is missing input (66), not an I/O error"
+assert_err_contains "$D: not a regular file" "and says so"
+run_cli campaign create bad --subject S --from a@example.org --text "$D/body.txt" \
+	--list
+assert_rc 64 "--list without a value is a usage error"
+assert_err_contains "assent: campaign create: --list needs a value" \
+	"with the command named, as other usage errors"
 run_cli campaign create bad --subject S --from a@example.org --text "$D/body.txt"
 assert_rc 64 "create without --list is a usage error"
 run_cli campaign create Spring --list news --subject S --from a@example.org \
@@ -117,6 +143,15 @@ assert_eq "$(py 'print(d["subject"], d["lists"])')" \
 run_cli campaign edit spring --text "$D/typo.txt"
 assert_rc 65 "edit checks templates too"
 assert_err_contains "typo.txt: template line 4" "naming the file"
+run_cli campaign edit spring --text "$D"
+assert_rc 66 "edit with a directory as the text file"
+assert_err_contains "$D: not a regular file" "says it is not a regular file"
+run_cli campaign edit spring --html /nonexistent/body.html
+assert_rc 66 "edit with a missing HTML file"
+run_cli campaign edit spring
+assert_rc 64 "edit with nothing to change is a usage error"
+assert_err_contains "campaign edit: nothing to change (give --list, --subject, --from" \
+	"and says what to give"
 
 # --- preview -----------------------------------------------------------------------
 run_cli campaign preview spring --to Ann@Example.org
@@ -148,6 +183,9 @@ down_port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.
 sed "s/port = [0-9]*;/port = $down_port;/" "$CONF" >"$CLI_TMP/down.conf"
 _cli_run "$ASSENT_BIN" -c "$CLI_TMP/down.conf" campaign test spring --to ann@example.org
 assert_rc 69 "test with the relay down exits 69"
+assert_out_contains "ann@example.org: not sent (relay unreachable)" \
+	"says in words that it was not sent"
+assert_out_lacks "not-tried" "without the transport's jargon"
 run_cli campaign test spring
 assert_rc 64 "test without --to is a usage error"
 run_cli campaign test spring --to 'not an address'
@@ -179,22 +217,53 @@ assert_rc 65 "a time without zone is refused"
 assert_err_contains "no time zone" "and says why"
 run_cli campaign schedule spring --at 2099-01-01T09:00:00+01:00
 assert_rc 0 "schedule in the future"
-assert_out_contains "scheduled for 2099-01-01T08:00:00Z" "in UTC"
+assert_eq "$OUT" "campaign spring scheduled for 2099-01-01T08:00:00Z" \
+	"says when, in UTC, in one plain sentence"
 run_cli campaign edit spring --subject x
 assert_rc 65 "a scheduled campaign cannot be edited"
 assert_err_contains "campaign spring is scheduled: only a draft can be edited" "says so"
+run_cli campaign status spring
+assert_rc 0 "status of a scheduled campaign"
+if printf '%s\n' "$OUT" | grep -Eq '^rate \(msg/s\): +-$'; then
+	ok "a campaign that is not sending has no rate"
+else
+	not_ok "a campaign that is not sending has no rate"
+	diag "$OUT"
+fi
 run_cli campaign pause spring
 assert_rc 0 "pause"
-assert_out_contains "now paused" "pause says so"
+assert_eq "$OUT" "campaign spring paused" "pause says so"
 run_cli campaign pause spring
 assert_rc 65 "pause twice"
-assert_err_contains "campaign spring is paused" "names the state"
-run_cli --json campaign resume spring
+assert_err_contains "campaign spring is already paused" "names the state"
+run_cli campaign resume spring
 assert_rc 0 "resume"
-assert_eq "$(py 'print(d["state"])')" "scheduled" "back to scheduled (it had not started)"
+assert_eq "$OUT" "campaign spring resumed: scheduled for 2099-01-01T08:00:00Z" \
+	"back to scheduled (it had not started)"
+run_cli campaign pause spring
+run_cli --json campaign resume spring
+assert_rc 0 "resume --json"
+assert_eq "$(py 'print(d["state"])')" "scheduled" "resume --json parses"
 run_cli campaign schedule spring --at 2001-01-01T00:00:00Z --force
 assert_rc 0 "an old time with --force"
 assert_out_contains "(forced)" "is recorded as forced"
+
+# A scheduled campaign too old to start (a database restored from an old
+# backup): ls says so, not only status.
+run_cli campaign create old --list news --subject S --from a@example.org \
+	--text "$D/body.txt"
+run_cli campaign schedule old --at now
+db "UPDATE campaigns SET scheduled_at = now() - interval '2 days' WHERE name = 'old'"
+run_cli campaign ls
+assert_rc 0 "ls with a campaign too old to start"
+assert_out_contains "scheduled (too old: use schedule --force)" "ls shows why it waits"
+run_cli --json campaign ls
+assert_eq "$(py 'r = {x["name"]: x for x in d}; print(r["old"]["state"], r["old"]["note"] is not None and "--force" in r["old"]["note"], r["spring"]["note"])')" \
+	"scheduled True None" "ls --json: a note on the old one only (spring was forced)"
+run_cli campaign schedule old --at now
+run_cli --json campaign ls
+assert_eq "$(py 'print([x["note"] for x in d])')" "[None, None]" \
+	"rescheduled: no note"
 
 # status and report on deliveries set by hand (the scheduler is assentd's)
 db "UPDATE campaigns SET state = 'sending', started_at = now() WHERE name = 'spring';
@@ -213,19 +282,37 @@ run_cli campaign resend-unknown spring
 assert_rc 0 "resend-unknown"
 assert_out_contains "1 delivery of unknown outcome queued again" "says how many"
 db "UPDATE deliveries SET state = 'sending', sender_session = 1;
-UPDATE deliveries SET state = 'sent', sent_at = now(), bounced_at = now();"
+UPDATE deliveries SET state = 'sent', sent_at = now();"
+run_cli --json campaign status spring
+assert_eq "$(py 'print(d["rate"] > 0, d["eta"] is not None)')" "True True" \
+	"a sending campaign with a message just sent has a rate and an estimate"
+# Unsubscribing by the CLI is not leaving through the campaign's links:
+# the report's "unsubscribed" does not count it. (bounced, complained and
+# unsubscribed are set by the modules that receive them: the counting is
+# tested in check_campaign.)
+run_cli sub unsubscribe ann@example.org --list news --source "asked by phone"
+assert_rc 0 "unsubscribe by the CLI"
 run_cli campaign report spring
 assert_rc 0 "report"
 assert_out_contains "sent:         1" "report counts sent"
-assert_out_contains "bounced:      1" "and bounced"
+assert_out_contains "bounced:      0 (hard bounces recorded for its messages)" \
+	"says what bounced counts"
+assert_out_contains "complained:   0 (spam complaints about it)" \
+	"what complained counts"
+assert_out_contains "unsubscribed: 0 (through its links)" \
+	"and that unsubscribed counts its links only"
 run_cli --json campaign report spring
-assert_eq "$(py 'print(d["sent"], d["suppressed"]["total"], d["bounced"], d["not_sent"])')" \
-	"1 0 1 0" "report --json parses"
+assert_eq "$(py 'print(d["sent"], d["suppressed"]["total"], d["bounced"], d["unsubscribed"], d["not_sent"])')" \
+	"1 0 0 0 0" "report --json parses"
 run_cli campaign cancel spring
 assert_rc 0 "cancel"
+assert_eq "$OUT" "campaign spring cancelled" "cancel says so"
 run_cli campaign cancel spring
 assert_rc 65 "cancel twice"
-assert_err_contains "campaign spring is cancelled" "names the state"
+assert_err_contains "assent: campaign spring is already cancelled" "says it already is"
+run_cli --json campaign status spring
+assert_eq "$(py 'print(d["state"], d["rate"], d["eta"])')" "cancelled None None" \
+	"a cancelled campaign has no rate"
 run_cli campaign status nope
 assert_rc 65 "status of an unknown campaign"
 assert_err_contains "unknown campaign nope" "says so"

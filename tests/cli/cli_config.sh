@@ -10,6 +10,8 @@ SAMPLE=${ASSENT_SRCDIR:-$(dirname "$0")/../..}/conf/assent.conf
 run_bin config check "$SAMPLE"
 assert_rc 0 "the sample config is valid"
 assert_out_contains ": OK" "config check says OK"
+assert_err_contains "nothing can be sent until http.base_url, sender.postal_address, sender.bounce_domain are set" \
+	"and that the sample cannot send until the sender is set"
 assert_out_contains 'port = 8025;' "and prints effective settings"
 
 run_bin --json config check "$SAMPLE"

@@ -246,6 +246,9 @@ database = { dsn = "host=$PGHOST user=${PGUSER:-postgres} dbname=$db"; };
 smtp = { host = "127.0.0.1"; port = ${ASSENT_TEST_SMTP_PORT:-25}; starttls = "off"; };
 tokens = { keys_file = "$CLI_TMP/keys.conf"; };
 daemon = { pid_file = "$CLI_TMP/assentd.pid"; };
+http = { base_url = "https://news.example.org"; };
+sender = { organisation = "Example Ltd"; postal_address = "1 Example Street, Town";
+	from = "news@example.org"; bounce_domain = "bounce.example.org"; };
 EOF
 	_cli_run "$ASSENT_BIN" -c "$CONF" db migrate
 	[ "$RC" -eq 0 ] ||

@@ -70,7 +70,14 @@ testhelp_db_create_empty(char **dsn_r, char **dbname_r)
 	PGconn *conn;
 	char *name, *dsn;
 
-	name = xasprintf("t_%ld_%d", (long)getpid(), ++counter);
+	struct timespec now;
+
+	/* pids come round again (pid_max is 32768 here, and the send tests
+	 * start many processes): a database a crashed test left behind must
+	 * not block a later one, so the name carries the clock too */
+	clock_gettime(CLOCK_REALTIME, &now);
+	name = xasprintf("t_%ld_%d_%lx", (long)getpid(), ++counter,
+	    (unsigned long)(now.tv_sec * 1000000L + now.tv_nsec / 1000) & 0xffffffffUL);
 	db_close(testhelp_admin_exec("CREATE DATABASE", name, "TEMPLATE template0"));
 	dsn = xasprintf("dbname=%s", name);
 	if (db_connect(dsn, &conn, &err) == -1)
@@ -120,7 +127,8 @@ testhelp_write_conf(const char *dsn, int http_port, const char *extra)
 	fprintf(f,
 	    "database = { dsn = \"%s\"; };\n"
 	    "smtp = { host = \"127.0.0.1\"; port = %s; starttls = \"off\"; };\n"
-	    "http = { listen = \"127.0.0.1\"; port = %d; };\n"
+	    "http = { listen = \"127.0.0.1\"; port = %d;"
+	    " base_url = \"https://news.example.org\"; };\n"
 	    "log = { level = \"debug\"; };\n"
 	    "daemon = { pid_file = \"%s/assentd.pid\"; };\n"
 	    "%s\n",

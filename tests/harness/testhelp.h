@@ -32,7 +32,8 @@ PGconn *testhelp_db_create_empty(char **dsn_r, char **dbname_r);
 
 /* Write a config file with database.dsn = dsn, the SMTP sink
  * ($ASSENT_TEST_SMTP_PORT) as relay with starttls off, http.listen
- * 127.0.0.1 on http_port, log level debug, and extra (may be NULL)
+ * 127.0.0.1 on http_port, http.base_url https://news.example.org, log
+ * level debug, and extra (may be NULL)
  * appended as raw libconfig text at top level (groups other than
  * database, smtp, http and log). Returns its path in a fresh temporary
  * directory. */

@@ -215,7 +215,36 @@ START_TEST(test_create_plain_from_and_repeated_list)
 }
 END_TEST
 
+/* From forms that are accepted, and what is stored. */
+static const struct {
+	const char *from, *name, *address;
+} froms_ok[] = {
+	{ "Ann <a@example.org>", "Ann", "a@example.org" },
+	{ "  \" Ann Example \"  <  a@Example.ORG >", "Ann Example", "a@example.org" },
+	{ "\"Ann <Team>\" <a@example.org>", "Ann <Team>", "a@example.org" },
+	{ "<a@example.org>", "", "a@example.org" },
+	{ "a@example.org", "", "a@example.org" },
+};
+
+START_TEST(test_create_from_forms)
+{
+	struct campaign_content c = content();
+	struct assent_err err;
+	struct campaign *cp;
+
+	c.from = froms_ok[_i].from;
+	ck_assert_msg(campaign_create(conn, "f", &c, "tester", NULL, &err) == 0,
+	    "%s: %s", froms_ok[_i].from, err.msg);
+	ck_assert_int_eq(campaign_load(conn, "f", &cp, &err), 0);
+	ck_assert_str_eq(cp->from_name, froms_ok[_i].name);
+	ck_assert_str_eq(cp->from_address, froms_ok[_i].address);
+	campaign_free(cp);
+}
+END_TEST
+
 static const char *const unknown_list[] = { "news", "nope" };
+
+#define FROM_FORM "From: expected \"Name <address>\" or an address"
 
 static const struct {
 	const char *name, *subject, *from, *reply_to, *text, *html;
@@ -242,6 +271,12 @@ static const struct {
 	{ .from = "Ann\x01 <a@example.org>", .why = "From name" },
 	{ .from = "Ann\r\nBcc: x@example.org <a@example.org>", .why = "From name" },
 	{ .from = "\xff\xfe <a@example.org>", .why = "From name" },
+	{ .from = "a <b> <news@example.org>", .why = FROM_FORM },
+	{ .from = "Ann <a@example.org", .why = FROM_FORM },
+	{ .from = "a@example.org>", .why = FROM_FORM },
+	{ .from = "<a@example.org> Ann", .why = FROM_FORM },
+	{ .from = "Ann <<a@example.org>>", .why = FROM_FORM },
+	{ .from = "\"Ann\" x <a@example.org>", .why = FROM_FORM },
 	{ .reply_to = "nobody", .why = "Reply-To: invalid address" },
 	{ .no_lists = true, .why = "at least one list" },
 	{ .bad_list = true, .why = "unknown list \"nope\"" },
@@ -544,7 +579,7 @@ START_TEST(test_pause_resume_cancel)
 	ck_assert_int_eq(campaign_pause(conn, "c", &err), 0);
 	ck_assert_str_eq(state_of("c"), "paused");
 	ck_assert_int_eq(campaign_pause(conn, "c", &err), -1);
-	ck_assert_ptr_nonnull(strstr(err.msg, "is paused"));
+	ck_assert_str_eq(err.msg, "campaign c is already paused");
 	ck_assert_int_eq(campaign_resume(conn, "c", &err), 0);
 	ck_assert_str_eq(state_of("c"), "scheduled");
 
@@ -568,8 +603,7 @@ START_TEST(test_pause_resume_cancel)
 	ck_assert_int_eq(campaign_cancel(conn, "c", &err), 0);
 	ck_assert_str_eq(state_of("c"), "cancelled");
 	ck_assert_int_eq(campaign_cancel(conn, "c", &err), -1);
-	ck_assert_str_eq(err.msg, "campaign c is cancelled: it cannot be cancelled "
-	    "any more");
+	ck_assert_str_eq(err.msg, "campaign c is already cancelled");
 	ck_assert_int_eq(campaign_resume(conn, "c", &err), -1);
 	ck_assert_int_eq(campaign_pause(conn, "c", &err), -1);
 	ck_assert_int_eq(campaign_pause(conn, "nope", &err), -1);
@@ -663,6 +697,9 @@ START_TEST(test_finish_empty_audience)
 	ck_assert_int_eq(campaign_finish_done(conn, &finished, &err), 0);
 	ck_assert_int_eq(finished, 1);
 	ck_assert_str_eq(state_of("c"), "done");
+	ck_assert_int_eq(campaign_cancel(conn, "c", &err), -1);
+	ck_assert_int_eq(err.code, EX_DATAERR);
+	ck_assert_str_eq(err.msg, "campaign c is done: it cannot be cancelled");
 }
 END_TEST
 
@@ -690,8 +727,10 @@ START_TEST(test_status_and_report)
 	ck_assert_int_eq(json_integer_value(json_object_get(counts, "suppressed")), 1);
 	ck_assert_int_eq(json_integer_value(json_object_get(counts, "failed")), 1);
 	ck_assert_int_eq(json_integer_value(json_object_get(counts, "unknown")), 0);
-	ck_assert(json_real_value(json_object_get(st, "rate")) > 2.0 / 60 - 1e-9);
-	ck_assert(json_real_value(json_object_get(st, "rate")) < 2.0 / 60 + 1e-9);
+	/* two sent a moment ago: measured over the floor of one second */
+	ck_assert_msg(json_real_value(json_object_get(st, "rate")) > 2.0 - 1e-9 &&
+	    json_real_value(json_object_get(st, "rate")) < 2.0 + 1e-9, "rate %f",
+	    json_real_value(json_object_get(st, "rate")));
 	ck_assert(json_is_string(json_object_get(st, "eta")));
 	ck_assert(json_is_null(json_object_get(st, "note")));
 	ck_assert(json_is_string(json_object_get(st, "started_at")));
@@ -721,6 +760,7 @@ START_TEST(test_status_and_report)
 	json_decref(r);
 	ck_assert_int_eq(campaign_status(conn, "c", MAX_AGE, &st, &err), 0);
 	ck_assert(json_is_null(json_object_get(st, "eta")));
+	ck_assert(json_is_null(json_object_get(st, "rate")));
 	json_decref(st);
 	ck_assert_int_eq(campaign_report(conn, "nope", &r, &err), -1);
 	ck_assert_ptr_nonnull(strstr(err.msg, "unknown campaign nope"));
@@ -747,6 +787,133 @@ START_TEST(test_status_note_when_too_old)
 	ck_assert_int_eq(campaign_status(conn, "c", MAX_AGE, &st, &err), 0);
 	ck_assert(json_is_null(json_object_get(st, "note")));
 	json_decref(st);
+}
+END_TEST
+
+static double
+rate_of(const char *name)
+{
+	struct assent_err err;
+	json_t *st;
+	double rate;
+
+	ck_assert_msg(campaign_status(conn, name, MAX_AGE, &st, &err) == 0, "%s",
+	    err.msg);
+	rate = json_is_null(json_object_get(st, "rate")) ? -1 :
+	    json_real_value(json_object_get(st, "rate"));
+	json_decref(st);
+	return rate;
+}
+
+/* 59 messages sent over the 3 s since the start: about 20 a second, not
+ * 59 / 60; the 41 left take about 2 s more. */
+START_TEST(test_status_rate_over_real_window)
+{
+	struct assent_err err;
+	json_t *st;
+	const char *eta;
+	struct tm tm;
+	time_t now, at;
+	double rate;
+	int finished;
+
+	started_with(100);
+	sql_ok("UPDATE campaigns SET started_at = now() - interval '3 seconds'");
+	sql_ok("UPDATE deliveries SET " TO_SENDING " WHERE id IN"
+	    " (SELECT id FROM deliveries ORDER BY id LIMIT 59)");
+	/* the first one long before the window: it does not count */
+	sql_ok("UPDATE deliveries d SET state = 'sent', sent_at = CASE"
+	    " WHEN n.i = 0 THEN now() - interval '10 minutes' ELSE now()"
+	    " - interval '3 seconds' + (n.i * interval '50 milliseconds') END"
+	    " FROM (SELECT id, row_number() OVER (ORDER BY id) - 1 AS i"
+	    "  FROM deliveries WHERE state = 'sending') n WHERE d.id = n.id");
+
+	ck_assert_msg(campaign_status(conn, "c", MAX_AGE, &st, &err) == 0, "%s",
+	    err.msg);
+	now = time(NULL);
+	/* 58 in the window, the first of them 2.95 s ago */
+	rate = json_real_value(json_object_get(st, "rate"));
+	ck_assert_msg(rate > 58.0 / 4 && rate < 58.0 / 2.7, "rate %f", rate);
+	eta = json_string_value(json_object_get(st, "eta"));
+	ck_assert_ptr_nonnull(eta);
+	memset(&tm, 0, sizeof(tm));
+	ck_assert_ptr_nonnull(strptime(eta, "%Y-%m-%dT%H:%M:%SZ", &tm));
+	at = timegm(&tm);
+	/* 41 left at ~20/s: ~2 s */
+	ck_assert_msg(at >= now && at <= now + 4, "eta %s, now %lld", eta,
+	    (long long)now);
+	json_decref(st);
+
+	/* not sending: no rate */
+	ck_assert_int_eq(campaign_pause(conn, "c", &err), 0);
+	ck_assert(rate_of("c") == -1);
+	ck_assert_int_eq(campaign_resume(conn, "c", &err), 0);
+	ck_assert(rate_of("c") > 0);
+
+	/* sending, nothing sent yet: 0, and no estimate */
+	create("d");
+	schedule("d", "now", false);
+	ck_assert_int_eq(start_due(MAX_AGE), 1);
+	ck_assert_msg(campaign_status(conn, "d", MAX_AGE, &st, &err) == 0, "%s",
+	    err.msg);
+	ck_assert_str_eq(json_string_value(json_object_get(st, "state")), "sending");
+	ck_assert(json_is_real(json_object_get(st, "rate")));
+	ck_assert(json_real_value(json_object_get(st, "rate")) == 0);
+	ck_assert(json_is_null(json_object_get(st, "eta")));
+	json_decref(st);
+
+	/* done: no rate, even with sends a moment ago */
+	sql_ok("UPDATE deliveries SET " TO_SENDING " WHERE state = 'queued'"
+	    " AND campaign_id = (SELECT id FROM campaigns WHERE name = 'c')");
+	sql_ok("UPDATE deliveries SET " TO_SENT " WHERE state = 'sending'");
+	ck_assert_int_eq(campaign_finish_done(conn, &finished, &err), 0);
+	ck_assert_str_eq(state_of("c"), "done");
+	ck_assert(rate_of("c") == -1);
+}
+END_TEST
+
+START_TEST(test_overdue)
+{
+	struct assent_err err;
+	json_t *rows, *row;
+	char at[32], stale_at[32];
+
+	create("stale");
+	create("forced");
+	create("recent");
+	create("future");
+	create("draft");
+	schedule("stale", iso_from_now(-2 * 3600, stale_at), false);
+	schedule("forced", iso_from_now(-5 * 86400, at), true);
+	schedule("recent", iso_from_now(-60, at), false);
+	schedule("future", "2999-01-01T00:00:00Z", false);
+
+	ck_assert_msg(campaign_overdue(conn, 3600, &rows, &err) == 0, "%s", err.msg);
+	ck_assert_uint_eq(json_array_size(rows), 1);
+	row = json_array_get(rows, 0);
+	ck_assert_str_eq(json_string_value(json_object_get(row, "name")), "stale");
+	ck_assert_str_eq(json_string_value(json_object_get(row, "scheduled_at")),
+	    stale_at);
+	ck_assert_int_eq(json_integer_value(json_object_get(row, "id")),
+	    count("SELECT id FROM campaigns WHERE name = 'stale'"));
+	json_decref(rows);
+
+	/* the scheduler leaves it, so it stays overdue */
+	ck_assert_int_eq(start_due(3600), 2);
+	ck_assert_int_eq(campaign_overdue(conn, 3600, &rows, &err), 0);
+	ck_assert_uint_eq(json_array_size(rows), 1);
+	json_decref(rows);
+
+	/* within a day's max_age it is not */
+	ck_assert_int_eq(campaign_overdue(conn, MAX_AGE, &rows, &err), 0);
+	ck_assert_uint_eq(json_array_size(rows), 0);
+	json_decref(rows);
+
+	/* rescheduled: no longer */
+	schedule("stale", "now", false);
+	ck_assert_int_eq(campaign_overdue(conn, 3600, &rows, &err), 0);
+	ck_assert_uint_eq(json_array_size(rows), 0);
+	json_decref(rows);
 }
 END_TEST
 
@@ -795,6 +962,8 @@ main(void)
 	tcase_add_test(tc, test_create_plain_from_and_repeated_list);
 	tcase_add_loop_test(tc, test_create_refusals, 0,
 	    sizeof(refusals) / sizeof(refusals[0]));
+	tcase_add_loop_test(tc, test_create_from_forms, 0,
+	    sizeof(froms_ok) / sizeof(froms_ok[0]));
 	tcase_add_test(tc, test_duplicate_name_refused);
 	tcase_add_test(tc, test_edit_draft_only);
 	tcase_add_test(tc, test_schedule_times);
@@ -807,6 +976,8 @@ main(void)
 	tcase_add_test(tc, test_finish_empty_audience);
 	tcase_add_test(tc, test_status_and_report);
 	tcase_add_test(tc, test_status_note_when_too_old);
+	tcase_add_test(tc, test_status_rate_over_real_window);
+	tcase_add_test(tc, test_overdue);
 	tcase_add_loop_test(tc, test_delivery_trigger, 0,
 	    sizeof(forbidden_moves) / sizeof(forbidden_moves[0]));
 	suite_add_tcase(s, tc);

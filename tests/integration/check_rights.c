@@ -534,6 +534,23 @@ zelda_with_history(void)
 	json_decref(export(ZELDA));
 	add("bystander@example.net", "news", &cli_ev, "cli", NULL, NULL, NULL);
 	suppress("bystander@example.net", "manual", "unrelated");
+	/* a campaign that bounced on her, and a test send to her */
+	static const char *const sending[] = {
+		"INSERT INTO campaigns (name, state, subject, from_address,"
+		" body_text, scheduled_at, created_by) VALUES ('spring', 'sending',"
+		" 'News', 'news@example.org', 'x', now(), 'tester')",
+		"INSERT INTO deliveries (campaign_id, subscriber_id, list_id, domain)"
+		" SELECT 1, id, 1, 'example.net' FROM subscribers"
+		"  WHERE email_key = '" ZELDA_KEY "'",
+		"UPDATE deliveries SET state = 'sending', sender_session = 7",
+		"UPDATE deliveries SET state = 'failed', smtp_reply ="
+		" '550 5.1.1 <" ZELDA_KEY ">: user unknown'",
+		"INSERT INTO test_sends (campaign_id, email, outcome, detail, sent_by)"
+		" VALUES (1, '" ZELDA_KEY "', 'sent', '250 ok', 'tester')",
+	};
+	for (size_t i = 0; i < sizeof(sending) / sizeof(sending[0]); i++)
+		ck_assert_msg(db_exec(conn, NULL, &err, sending[i], 0, NULL) == 0,
+		    "%s", err.msg);
 }
 
 /* Every text, varchar and jsonb column of every table: how many values

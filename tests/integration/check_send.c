@@ -59,8 +59,10 @@ static struct world {
 
 /* ---- set-up ------------------------------------------------------------- */
 
+/* smtpd.py with up to four more arguments (NULL-terminated). */
 static void
-smtp_start(void)
+smtp_start_with(const char *a1, const char *a2, const char *a3,
+    const char *a4)
 {
 	char port[16], *script, *log;
 
@@ -69,7 +71,7 @@ smtp_start(void)
 	log = xasprintf("%s/smtpd.log", w.dir);
 	{
 		const char *argv[] = { "/usr/bin/python3", script, "--port", port,
-		    "--dir", w.smtp_dir, NULL };
+		    "--dir", w.smtp_dir, a1, a2, a3, a4, NULL };
 		long deadline = testhelp_now_ms() + 10000;
 
 		w.smtp_pid = testhelp_spawn(argv, log);
@@ -81,6 +83,12 @@ smtp_start(void)
 	}
 	free(script);
 	free(log);
+}
+
+static void
+smtp_start(void)
+{
+	smtp_start_with(NULL, NULL, NULL, NULL);
 }
 
 static void
@@ -338,6 +346,59 @@ count(const char *sql)
 	return testhelp_query_long(conn, sql);
 }
 
+/* The deliveries not sent, one a line, for a failure's message. */
+static char *
+not_sent(void)
+{
+	PGresult *res = PQexec(conn, "SELECT string_agg(coalesce(s.email, '-')"
+	    " || ' ' || d.state || ' ' || coalesce(d.suppress_reason, '')"
+	    " || ' ' || coalesce(d.smtp_reply, ''), E'\\n' ORDER BY d.id)"
+	    " FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id"
+	    " WHERE d.state <> 'sent'");
+	char *text = xstrdup(PQgetvalue(res, 0, 0));
+
+	PQclear(res);
+	return text;
+}
+
+/* The address of the delivery with the n-th highest id (0: the last). */
+static char *
+last_recipient(int n)
+{
+	char off[16];
+	const char *params[] = { off };
+	PGresult *res;
+	char *email;
+
+	snprintf(off, sizeof(off), "%d", n);
+	res = PQexecParams(conn, "SELECT s.email FROM deliveries d JOIN subscribers s"
+	    " ON s.id = d.subscriber_id ORDER BY d.id DESC OFFSET $1 LIMIT 1",
+	    1, NULL, params, NULL, NULL, 0);
+	ck_assert_int_eq(PQntuples(res), 1);
+	email = xstrdup(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return email;
+}
+
+/* Wait until the daemon's log says needle. */
+static void
+wait_log(const char *log, const char *needle)
+{
+	long deadline = testhelp_now_ms() + DONE_MS;
+
+	for (;;) {
+		char *text = testhelp_file_read(log);
+		bool found = strstr(text, needle) != NULL;
+
+		free(text);
+		if (found)
+			return;
+		ck_assert_msg(testhelp_now_ms() < deadline, "no \"%s\" in the log:\n%s",
+		    needle, testhelp_file_read(log));
+		testhelp_sleep_ms(50);
+	}
+}
+
 /* ---- tests ------------------------------------------------------------------------------ */
 
 START_TEST(test_end_to_end)
@@ -370,7 +431,8 @@ START_TEST(test_end_to_end)
 	counts = smtp_accepted(&entries);
 	assert_no_duplicates(counts);
 	/* 30 + 5 + flaky + Zoë: 37 sendable, less s1 and s2 */
-	ck_assert_int_eq(json_object_size(counts), 35);
+	ck_assert_msg(json_object_size(counts) == 35, "%zu arrived; not sent:\n%s",
+	    json_object_size(counts), not_sent());
 	ck_assert_ptr_nonnull(json_object_get(counts, "flaky0@example.org"));
 	ck_assert_ptr_nonnull(json_object_get(counts, "s0@example.org"));
 	ck_assert_ptr_nonnull(json_object_get(counts, "o4@example.net"));
@@ -388,7 +450,10 @@ START_TEST(test_end_to_end)
 	/* a 5.1.1 is a hard bounce: failed, and suppressed from now on */
 	ck_assert_int_eq(count("SELECT count(*) FROM deliveries d JOIN subscribers s"
 	    " ON s.id = d.subscriber_id WHERE s.email = 'reject0@example.org'"
-	    " AND d.state = 'failed' AND d.smtp_reply LIKE '550 5.1.1%'"), 1);
+	    " AND d.state = 'failed' AND d.smtp_reply LIKE '550 5.1.1%'"
+	    " AND d.bounced_at IS NOT NULL"), 1);
+	ck_assert_int_eq(count("SELECT count(*) FROM deliveries"
+	    " WHERE bounced_at IS NOT NULL"), 1);
 	ck_assert_int_eq(count("SELECT count(*) FROM suppressions WHERE"
 	    " value = 'reject0@example.org' AND reason = 'hard-bounce'"
 	    " AND removed_at IS NULL"), 1);
@@ -435,6 +500,8 @@ START_TEST(test_suppressed_mid_campaign)
 	char *log;
 	pid_t pid;
 
+	char *last, *second;
+
 	subscribe_many("m", "example.org", 60, "news");
 	campaign_now("midway", lists, 1);
 	w.conf = world_conf("concurrency = 1; batch = 5; rate = 20;");
@@ -442,15 +509,20 @@ START_TEST(test_suppressed_mid_campaign)
 	smtp_start();
 	pid = daemon_start(w.conf, log);
 	wait_accepted(5, log);
-	suppress("m59@example.org", false);
-	suppress("M58@example.org", true);
+	/* the two claimed last (highest delivery ids), whatever the plan */
+	last = last_recipient(0);
+	second = last_recipient(1);
+	suppress(last, false);
+	suppress(second, true);
 	wait_done("midway", log);
 	daemon_stop(pid);
 	counts = smtp_accepted(NULL);
 	assert_no_duplicates(counts);
 	ck_assert_int_eq(json_object_size(counts), 58);
-	ck_assert_ptr_null(json_object_get(counts, "m59@example.org"));
-	ck_assert_ptr_null(json_object_get(counts, "m58@example.org"));
+	ck_assert_ptr_null(json_object_get(counts, last));
+	ck_assert_ptr_null(json_object_get(counts, second));
+	free(last);
+	free(second);
 	ck_assert_int_eq(count("SELECT count(*) FROM deliveries WHERE state = 'suppressed'"), 2);
 	json_decref(counts);
 	free(log);
@@ -557,11 +629,13 @@ START_TEST(test_relay_down_then_up)
 	w.conf = world_conf("concurrency = 1; batch = 5;");
 	log = xasprintf("%s/assentd.log", w.dir);
 	pid = daemon_start(w.conf, log);
-	testhelp_sleep_ms(2500);
-	ck_assert_int_eq(count("SELECT count(*) FROM deliveries WHERE state = 'queued'"
-	    " AND attempts = 0"), 20);
+	wait_log(log, "relay: SMTP relay 127.0.0.1:");
+	testhelp_sleep_ms(1500);        /* a few more tries */
+	ck_assert_int_eq(count("SELECT count(*) FROM deliveries WHERE state IN"
+	    " ('queued', 'sending') AND attempts = 0"), 20);
 	text = testhelp_file_read(log);
-	ck_assert_msg(strstr(text, "relay") != NULL, "no word of the relay:\n%s", text);
+	ck_assert_msg(strstr(text, "reconnecting") == NULL,
+	    "a relay that is down is not a database problem:\n%s", text);
 	free(text);
 	smtp_start();
 	wait_done("patient", log);
@@ -607,6 +681,104 @@ START_TEST(test_pause_resume)
 }
 END_TEST
 
+/* A batch that takes several scheduler ticks to send is not taken for a
+ * dead sender's: its deliveries never become unknown. */
+START_TEST(test_slow_batch_is_not_reaped)
+{
+	const char *lists[] = { "news" };
+	char *log, *text;
+	pid_t pid;
+
+	subscribe_many("slow", "example.org", 3, "news");
+	campaign_now("leisurely", lists, 1);
+	w.conf = world_conf("concurrency = 1; batch = 3;");
+	log = xasprintf("%s/assentd.log", w.dir);
+	smtp_start();
+	pid = daemon_start(w.conf, log);
+	wait_done("leisurely", log);
+	daemon_stop(pid);
+	ck_assert_int_eq(count("SELECT count(*) FROM deliveries WHERE state = 'sent'"
+	    " AND attempts = 1"), 3);
+	text = testhelp_file_read(log);
+	ck_assert_msg(strstr(text, "now unknown") == NULL, "reaped:\n%s", text);
+	free(text);
+	free(log);
+}
+END_TEST
+
+/* The database goes away while the relay takes a batch: the outcomes
+ * are written when it is back, so what was sent shows as sent, not
+ * unknown, and nothing is sent again. */
+START_TEST(test_outcomes_survive_a_lost_connection)
+{
+	const char *lists[] = { "news" };
+	json_t *counts;
+	char *log;
+	pid_t pid;
+
+	subscribe_many("slow", "example.org", 3, "news");
+	campaign_now("resilient", lists, 1);
+	w.conf = world_conf("concurrency = 1; batch = 3;");
+	log = xasprintf("%s/assentd.log", w.dir);
+	smtp_start();
+	pid = daemon_start(w.conf, log);
+	{
+		long deadline = testhelp_now_ms() + DONE_MS;
+
+		while (count("SELECT count(*) FROM deliveries WHERE state = 'sending'") < 3) {
+			ck_assert_msg(testhelp_now_ms() < deadline, "never claimed:\n%s",
+			    testhelp_file_read(log));
+			testhelp_sleep_ms(20);
+		}
+	}
+	/* the worker's connection: the one holding a sender session lock */
+	ck_assert_int_eq(count("SELECT count(pg_terminate_backend(l.pid))"
+	    " FROM pg_locks l WHERE l.locktype = 'advisory' AND l.objsubid = 2"
+	    " AND l.objid <> 0 AND l.classid = 1095979844"), 1);
+	wait_log(log, "wrote the outcomes of 3 messages");
+	wait_done("resilient", log);
+	daemon_stop(pid);
+	ck_assert_int_eq(count("SELECT count(*) FROM deliveries WHERE state = 'sent'"), 3);
+	counts = smtp_accepted(NULL);
+	assert_no_duplicates(counts);
+	ck_assert_int_eq(json_object_size(counts), 3);
+	json_decref(counts);
+	free(log);
+}
+END_TEST
+
+/* A relay that refuses the envelope sender (say, the bounce domain has
+ * no DNS yet) says nothing about the recipients: nobody is suppressed
+ * or failed, the work waits, and goes out once the relay takes it. */
+START_TEST(test_refused_envelope_sender_is_the_relay)
+{
+	const char *lists[] = { "news" };
+	json_t *counts;
+	char *log;
+	pid_t pid;
+
+	subscribe_many("e", "example.org", 10, "news");
+	campaign_now("patience", lists, 1);
+	w.conf = world_conf("concurrency = 1; batch = 5;");
+	log = xasprintf("%s/assentd.log", w.dir);
+	smtp_start_with("--mail-from-reply",
+	    "553 5.1.8 Sender address rejected: Domain not found",
+	    "--mail-from-reject-count", "3");
+	pid = daemon_start(w.conf, log);
+	wait_done("patience", log);
+	daemon_stop(pid);
+	ck_assert_int_eq(count("SELECT count(*) FROM suppressions"), 0);
+	ck_assert_int_eq(count("SELECT count(*) FROM deliveries WHERE state = 'sent'"
+	    " AND bounced_at IS NULL"), 10);
+	counts = smtp_accepted(NULL);
+	assert_no_duplicates(counts);
+	ck_assert_int_eq(json_object_size(counts), 10);
+	wait_log(log, "Sender address rejected");
+	json_decref(counts);
+	free(log);
+}
+END_TEST
+
 static Suite *
 send_suite(void)
 {
@@ -621,6 +793,9 @@ send_suite(void)
 	tcase_add_test(tc, test_two_daemons_one_campaign);
 	tcase_add_test(tc, test_relay_down_then_up);
 	tcase_add_test(tc, test_pause_resume);
+	tcase_add_test(tc, test_slow_batch_is_not_reaped);
+	tcase_add_test(tc, test_outcomes_survive_a_lost_connection);
+	tcase_add_test(tc, test_refused_envelope_sender_is_the_relay);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -222,6 +222,8 @@ static const struct error_case {
 	  "FILE:3: http.base_url: \"news.example.org\" must start with" },
 	{ MIN_CONF "http = {\n\tbase_url = \"https://\";\n};\n",
 	  "FILE:3: http.base_url: \"https://\" has no host name" },
+	{ MIN_CONF "smtp = {\n\tuser = \"mailer\";\n};\n",
+	  "FILE:3: smtp.user: is set but smtp.password_file is not" },
 	{ MIN_CONF "http = {\n\tbase_url = \"https://x.org/\";\n};\n",
 	  "FILE:3: http.base_url: \"https://x.org/\" must not end with /" },
 	{ MIN_CONF "http = {\n\tbase_url = \"http://news.example.org\";\n};\n",
@@ -494,7 +496,7 @@ assert_defaults(const struct assent_conf *c)
 	ck_assert_str_eq(c->smtp_helo, "");
 	ck_assert_str_eq(c->http_listen, "127.0.0.1");
 	ck_assert_int_eq(c->http_port, 8025);
-	ck_assert_str_eq(c->http_base_url, "https://news.example.org");
+	ck_assert_str_eq(c->http_base_url, "");
 	ck_assert_str_eq(c->tokens_keys_file, "/etc/assent/keys.conf");
 	ck_assert_int_eq(c->tokens_confirm_ttl, 604800);
 	ck_assert_int_eq(c->sending_rate, 0);
@@ -503,11 +505,46 @@ assert_defaults(const struct assent_conf *c)
 	ck_assert_str_eq(c->log_level, "info");
 	ck_assert(!c->log_syslog);
 	ck_assert_str_eq(c->daemon_pid_file, "/run/assentd.pid");
-	ck_assert_str_eq(c->sender_organisation, "Example Ltd");
-	ck_assert_str_eq(c->sender_postal_address, "1 Example Street, Town");
-	ck_assert_str_eq(c->sender_from, "news@example.org");
-	ck_assert_str_eq(c->sender_bounce_domain, "bounce.example.org");
+	ck_assert_str_eq(c->sender_organisation, "");
+	ck_assert_str_eq(c->sender_postal_address, "");
+	ck_assert_str_eq(c->sender_from, "");
+	ck_assert_str_eq(c->sender_bounce_domain, "");
+	ck_assert(c->smtp_tls_verify);
+	ck_assert_str_eq(c->smtp_ca_file, "");
+	ck_assert_int_eq(c->smtp_timeout, 60);
+	ck_assert_int_eq(c->sending_max_attempts, 8);
+	ck_assert_int_eq(c->sending_retry_base, 60);
+	ck_assert_str_eq(c->sending_domain_limits, "");
+	ck_assert_int_eq(c->sending_max_schedule_age, 86400);
 }
+
+/* Nothing can be sent with what every message carries unset; the
+ * message names the file and each missing setting. */
+START_TEST(test_check_sending)
+{
+	struct assent_conf *conf;
+	struct assent_err err;
+
+	expect_ok(MIN_CONF, &conf);
+	ck_assert_int_eq(conf_check_sending(conf, &err), -1);
+	ck_assert_int_eq(err.code, EX_CONFIG);
+	ck_assert_msg(strstr(err.msg, ": nothing can be sent until http.base_url, "
+	    "sender.postal_address, sender.bounce_domain are set") != NULL,
+	    "%s", err.msg);
+	conf_free(conf);
+	expect_ok(MIN_CONF "http = { base_url = \"https://n.example.org\"; };\n"
+	    "sender = { postal_address = \"1 Road\"; };\n", &conf);
+	ck_assert_int_eq(conf_check_sending(conf, &err), -1);
+	ck_assert_msg(strstr(err.msg, "until sender.bounce_domain is set") != NULL,
+	    "%s", err.msg);
+	conf_free(conf);
+	expect_ok(MIN_CONF "http = { base_url = \"https://n.example.org\"; };\n"
+	    "sender = { postal_address = \"1 Road\"; bounce_domain = \"b.example.org\"; };\n",
+	    &conf);
+	ck_assert_int_eq(conf_check_sending(conf, &err), 0);
+	conf_free(conf);
+}
+END_TEST
 
 START_TEST(test_defaults)
 {
@@ -564,7 +601,8 @@ START_TEST(test_values_stored)
 
 	expect_ok("database = { dsn = \"host=db port=5433\"; };\n"
 	    "smtp = { host = \"relay.example.net\"; starttls = \"off\";"
-	    " user = \"u\"; helo = \"mx.example.net\"; };\n"
+	    " user = \"u\"; password_file = \"/nonexistent/pw\";"
+	    " helo = \"mx.example.net\"; };\n"
 	    "log = { level = \"debug\"; syslog = true; };\n"
 	    "http = { listen = \"::1\"; };\n"
 	    "sender = { from = \"Info@Example.NET\"; };\n", &c);
@@ -863,6 +901,7 @@ conf_suite(void)
 
 	tc = tcase_create("load");
 	tcase_add_test(tc, test_defaults);
+	tcase_add_test(tc, test_check_sending);
 	tcase_add_test(tc, test_defaults_partial_group);
 	tcase_add_test(tc, test_sample);
 	tcase_add_test(tc, test_values_stored);

@@ -25,6 +25,12 @@
 --   unknown     its sender died while it was 'sending': it may or may
 --               not have been delivered
 
+-- A list's name begins its messages' List-Id (RFC 2919), a dot-atom:
+-- no dot at its end or after another. NOT VALID: a list made before
+-- keeps its name (its campaigns are refused with the reason).
+ALTER TABLE lists ADD CONSTRAINT lists_name_dot_atom
+    CHECK (name !~ '[.][.]' AND name !~ '[.]$') NOT VALID;
+
 CREATE TABLE campaigns (
     id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     name          text NOT NULL

@@ -198,6 +198,12 @@ int transport_send(struct transport *t, struct transport_msg *msgs, size_t n,
     transport_fill_fn fill, transport_pace_fn pace, void *arg,
     struct assent_err *err);
 
+/* transport_socket.c: assent's own connect(2), which sets TCP_NODELAY
+ * on TCP sockets (libesmtp does not, and Nagle's algorithm then costs
+ * about 40 ms a message). transport_new() calls this, which also makes
+ * sure the definition is linked into every program that sends. */
+void transport_socket_use(void);
+
 /* "sent", "tempfail", "permfail", "not-tried", "uncertain". */
 const char *transport_outcome_name(enum transport_outcome outcome);
 

@@ -119,6 +119,11 @@ sender_new(PGconn *conn, const struct assent_conf *conf,
 	s->signer = signer;
 	s->throttle = throttle;
 	s->cap = (size_t)conf->sending_batch;
+	/* Under a rate limit, a batch the rate needs more than a few seconds
+	 * for would hold its deliveries 'sending' (unknown after a crash) for
+	 * no gain, and slow a SIGTERM: at most 2 s worth. */
+	if (conf->sending_rate > 0 && s->cap > (size_t)conf->sending_rate * 2)
+		s->cap = (size_t)conf->sending_rate * 2;
 	s->rows = xcalloc(s->cap, sizeof(*s->rows));
 	s->msgs = xcalloc(s->cap, sizeof(*s->msgs));
 	s->msg_row = xcalloc(s->cap, sizeof(*s->msg_row));

@@ -224,5 +224,10 @@ text_check_list_name(const char *name, struct assent_err *err)
 		return err_set(err, EX_DATAERR, "invalid list name \"%s\": "
 		    "too long (%zu characters, at most %d)", q, len,
 		    TEXT_LIST_NAME_MAX);
+	/* The name is the first part of the List-Id (RFC 2919), a dot-atom. */
+	if (strstr(name, "..") != NULL || name[len - 1] == '.')
+		return err_set(err, EX_DATAERR, "invalid list name \"%s\": "
+		    "a dot must not end it or follow another (it begins the "
+		    "List-Id header)", q);
 	return 0;
 }

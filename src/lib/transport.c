@@ -243,6 +243,7 @@ transport_new(const struct transport_opts *opts, struct transport **t_r,
 	struct transport *t;
 
 	*t_r = NULL;
+	transport_socket_use();
 	if (opts->host == NULL || opts->host[0] == '\0')
 		return err_set(err, EX_CONFIG, "smtp.host is empty");
 	/* libesmtp splits "host:port" at the first colon. */

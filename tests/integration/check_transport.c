@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -1401,6 +1402,39 @@ START_TEST(test_names_and_conf)
 }
 END_TEST
 
+/* libesmtp never sets TCP_NODELAY (Nagle then costs ~40 ms a message):
+ * every TCP connect in a program linked with transport gets it. */
+START_TEST(test_connect_sets_nodelay)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sin);
+	int listener, fd, on = 0;
+
+	transport_socket_use();
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_ge(listener = socket(AF_INET, SOCK_STREAM, 0), 0);
+	ck_assert_int_eq(bind(listener, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	ck_assert_int_eq(listen(listener, 1), 0);
+	ck_assert_int_eq(getsockname(listener, (struct sockaddr *)&sin, &len), 0);
+	ck_assert_int_ge(fd = socket(AF_INET, SOCK_STREAM, 0), 0);
+	len = sizeof(on);
+	ck_assert_int_eq(getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, &len), 0);
+	ck_assert_int_eq(on, 0);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	len = sizeof(on);
+	ck_assert_int_eq(getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, &len), 0);
+	ck_assert_int_eq(on, 1);
+	close(fd);
+	close(listener);
+	/* errno and the result of a failed connect are the real ones */
+	ck_assert_int_ge(fd = socket(AF_INET, SOCK_STREAM, 0), 0);
+	errno = 0;
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), -1);
+	ck_assert_int_eq(errno, ECONNREFUSED);
+	close(fd);
+}
+END_TEST
+
 static Suite *
 transport_suite(void)
 {
@@ -1439,6 +1473,7 @@ transport_suite(void)
 	tcase_add_test(other, test_password_file);
 	tcase_add_test(other, test_hard_bounce);
 	tcase_add_test(other, test_names_and_conf);
+	tcase_add_test(other, test_connect_sets_nodelay);
 	suite_add_tcase(s, other);
 	return s;
 }

@@ -154,6 +154,9 @@ static const struct name_case name_cases[] = {
 	{ "a\nb", "character '\\n' is not allowed" },
 	{ "caf\xc3\xa9", "character '\xc3\xa9' is not allowed" },
 	{ "caf\xe9", "character '\\xe9' is not allowed" },
+	{ "news.", "a dot must not end it or follow another" },
+	{ "news..letter", "a dot must not end it or follow another" },
+	{ "news.letter", NULL },
 };
 
 START_TEST(test_list_name)

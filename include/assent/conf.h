@@ -46,6 +46,7 @@ struct assent_conf {
 	char *http_listen;
 	int   http_port;
 	char *http_base_url;
+	char *http_trusted_proxies;     /* comma-separated IP literals; "" none */
 
 	char *tokens_keys_file;
 	long  tokens_confirm_ttl;       /* seconds */

@@ -104,6 +104,12 @@ int suppress_add(PGconn *conn, const struct suppress_target *t,
     const struct suppress_new *n, long long *id_r, bool *added_r,
     struct assent_err *err);
 
+/* The same inside the caller's transaction (it neither begins nor
+ * commits), for a change that must commit together with the entry. */
+int suppress_add_in(PGconn *conn, const struct suppress_target *t,
+    const struct suppress_new *n, long long *id_r, bool *added_r,
+    struct assent_err *err);
+
 /* How an entry is removed. */
 struct suppress_removal {
 	const char *reason;             /* why, free text, required */

@@ -128,5 +128,6 @@ int cmd_token(struct cli *cli, int argc, char **argv);
 int cmd_ledger(struct cli *cli, int argc, char **argv);
 int cmd_consent(struct cli *cli, int argc, char **argv);
 int cmd_campaign(struct cli *cli, int argc, char **argv);
+int cmd_inbound(struct cli *cli, int argc, char **argv);
 
 #endif

@@ -26,6 +26,8 @@ static const struct {
 	  cmd_suppress },
 	{ "campaign", "write, preview, test, schedule and follow campaigns",
 	  cmd_campaign },
+	{ "inbound", "act on a message sent to the bounce domain (mailto unsubscribe)",
+	  cmd_inbound },
 	{ "ledger", "verify the consent ledger's chain", cmd_ledger },
 	{ "consent-text", "add, list and show the consent wordings shown to subscribers",
 	  cmd_consent },

@@ -16,7 +16,8 @@
  * Memory: web_start() copies what it needs from the configuration, so
  * main.c may free or replace its struct assent_conf at any time (on
  * SIGHUP). web_stop() releases everything web_start() made. A route
- * handler borrows the connection and the url for the call only.
+ * handler borrows the connection and the request (url, body, client
+ * address) for the call only.
  */
 #ifndef ASSENTD_H
 #define ASSENTD_H
@@ -35,7 +36,9 @@ struct web;
 /* Listen on conf->http_listen (an IPv4 or IPv6 literal) port
  * conf->http_port, and log "listening on http://HOST:PORT". Fails with
  * EX_CONFIG for an address that is not a literal and EX_UNAVAILABLE
- * when the port cannot be bound. */
+ * when the port cannot be bound. Loads conf->tokens_keys_file: when it
+ * cannot, the routes that need tokens answer 503 (logged once, with the
+ * reason) and the rest, /healthz among them, work. */
 int web_start(const struct assent_conf *conf, struct web **web_r,
     struct assent_err *err);
 
@@ -92,13 +95,25 @@ void stopper_close(struct stopper *st);
  * notification arrived. */
 bool stopper_wait(struct stopper *st, PGconn *conn, int ms);
 
-/* ---- for route handlers (web.c and, later, web_*.c) ------------------ */
+/* ---- for route handlers (web.c and web_*.c) --------------------------- */
+
+#define WEB_BODY_MAX 8192               /* bytes of request body read */
+
+/* One request, as a handler sees it on the last handler call. */
+struct web_request {
+	const char *url;        /* borrowed from MHD for the call */
+	const char *method;
+	const char *body;       /* NUL-terminated; "" when there was none */
+	size_t      body_len;
+	const char *ip;         /* the client: the peer, or X-Forwarded-For
+	                         * when the peer is a trusted proxy */
+};
 
 /* A handler answers one request, on its last handler call (the body,
- * if any, has been consumed). It must queue a response, normally with
- * web_reply(). */
+ * at most WEB_BODY_MAX bytes, has been read). It must queue a response,
+ * normally with web_reply() or web_page(). */
 typedef enum MHD_Result (*web_handler)(struct web *web,
-    struct MHD_Connection *conn, const char *url);
+    struct MHD_Connection *conn, const struct web_request *req);
 
 /* One route: method ("GET" also answers HEAD) and path. A path ending
  * in '/' matches every url under it; any other path matches exactly. */
@@ -113,9 +128,50 @@ struct web_route {
 enum MHD_Result web_reply(struct MHD_Connection *conn, unsigned int status,
     const char *content_type, const char *body);
 
+/* Queue an HTML page (text/html; charset=utf-8): title is escaped here,
+ * body_html is markup the caller escaped (web_html_escape()). */
+enum MHD_Result web_page(struct MHD_Connection *conn, unsigned int status,
+    const char *title, const char *body_html);
+
+/* Append s to b with &, <, >, " and ' escaped for HTML text and
+ * attribute values. */
+struct buf;
+void web_html_escape(struct buf *b, const char *s);
+
 /* This pool thread's database connection, opened on first use and
  * reopened when it was lost; NULL (and logged at debug level) when the
  * database cannot be reached. Borrowed: the thread closes it at exit. */
 PGconn *web_db(struct web *web);
+
+/* This pool thread's token signer, made on first use from the keys
+ * (made again after web_keys_refresh() loaded them anew); NULL when the
+ * keys file could not be loaded (the routes that need it answer 503).
+ * Borrowed: valid until this thread's next web_signer() call. */
+struct token_signer;
+struct token_signer *web_signer(struct web *web);
+
+/* After a token failed to verify (or there are no keys): load the keys
+ * file again if it changed since it was last read (a rotation added a
+ * key), looking at most once a second. true when new keys were loaded:
+ * verify again with a fresh web_signer(). */
+bool web_keys_refresh(struct web *web);
+
+/* tokens.confirm_ttl and sender.organisation ("" when unset), as they
+ * were at web_start(). */
+long web_confirm_ttl(const struct web *web);
+const char *web_organisation(const struct web *web);
+
+/* ---- web_optout.c: /u/ (unsubscribe) and /c/ (confirm) ---------------- */
+
+/* GET shows a page with a button and changes nothing; POST acts. Bad
+ * tokens of every kind get one generic 400 page. */
+enum MHD_Result web_unsubscribe_get(struct web *web,
+    struct MHD_Connection *conn, const struct web_request *req);
+enum MHD_Result web_unsubscribe_post(struct web *web,
+    struct MHD_Connection *conn, const struct web_request *req);
+enum MHD_Result web_confirm_get(struct web *web,
+    struct MHD_Connection *conn, const struct web_request *req);
+enum MHD_Result web_confirm_post(struct web *web,
+    struct MHD_Connection *conn, const struct web_request *req);
 
 #endif

@@ -1,17 +1,26 @@
 /* web: assentd's HTTP server and its routes; see assentd.h */
 #include <sys/types.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "assent/buf.h"
 #include "assent/db.h"
+#include "assent/keys.h"
 #include "assent/log.h"
+#include "assent/token.h"
 #include "assent/xmalloc.h"
 #include "assentd.h"
 
@@ -19,11 +28,48 @@
 #define WEB_CONN_LIMIT       256
 #define WEB_PER_IP_LIMIT     64
 #define WEB_TIMEOUT_SECONDS  30
+#define WEB_DISCARD_MAX      (64 * 1024) /* body bytes read past the cap
+                                          * before the connection is cut */
+
+/* POSTs per client address: a token bucket each, in a small table
+ * indexed by a hash of the address. Addresses that collide share a
+ * bucket; a slot is handed over only once its bucket has refilled, so
+ * a collision never gives anyone a fresh burst. */
+#define WEB_RATE_SLOTS       1024
+#define WEB_RATE_PER_SECOND  10.0
+#define WEB_RATE_BURST       30.0
+
+/* After a token fails, look at the keys file at most this often
+ * (seconds) for a rotation. */
+#define WEB_KEYS_RECHECK     1.0
+
+struct web_bucket {
+	double          tokens;
+	double          at;             /* seconds, monotonic */
+	bool            used;
+};
 
 struct web {
 	struct MHD_Daemon *mhd;
 	char              *dsn;          /* copied from the configuration */
 	pthread_key_t      db_key;       /* each pool thread's PGconn */
+	pthread_key_t      signer_key;   /* each pool thread's web_signer_slot */
+
+	/* The keys, loaded again when the file changes (a rotation), so
+	 * links signed with a new key work without a restart. */
+	pthread_mutex_t    keys_lock;
+	char              *keys_path;
+	struct keys       *keys;         /* NULL: the file could not be loaded */
+	unsigned int       keys_gen;     /* bumped on each load */
+	struct stat        keys_st;      /* the file as last tried */
+	double             keys_checked; /* when it was last looked at */
+	long               confirm_ttl;
+	char              *organisation;
+	struct in6_addr   *proxies;      /* trusted proxies, IPv4 mapped */
+	size_t             nproxies;
+
+	pthread_mutex_t    rate_lock;
+	struct web_bucket *buckets;      /* WEB_RATE_SLOTS */
 
 	/* While MHD_start_daemon() runs, the last error it logged, so a
 	 * failure to bind can say why. */
@@ -33,16 +79,26 @@ struct web {
 };
 
 static enum MHD_Result web_healthz(struct web *, struct MHD_Connection *,
-    const char *);
+    const struct web_request *);
 
-/* Later issues add /u/, /c/, /s/ and /metrics here. */
+/* Later issues add /s/ and /metrics here. */
 static const struct web_route web_routes[] = {
-	{ "GET", "/healthz", web_healthz },
+	{ "GET",  "/healthz", web_healthz },
+	{ "GET",  "/u/",      web_unsubscribe_get },
+	{ "POST", "/u/",      web_unsubscribe_post },
+	{ "GET",  "/c/",      web_confirm_get },
+	{ "POST", "/c/",      web_confirm_post },
 };
 #define WEB_NROUTES (sizeof(web_routes) / sizeof(web_routes[0]))
 
-/* A marker for "the first call for this request has been seen". */
-static int web_request_seen;
+/* What dispatch keeps for one request between handler calls; freed
+ * when MHD says the request is complete. */
+struct web_state {
+	struct buf body;
+	size_t     discarded;   /* bytes read past WEB_BODY_MAX */
+	bool       too_large;
+	bool       answered;    /* a response was queued early (413) */
+};
 
 /* ---- responses ------------------------------------------------------- */
 
@@ -53,6 +109,9 @@ static const struct {
 	{ "X-Content-Type-Options", "nosniff" },
 	{ MHD_HTTP_HEADER_CACHE_CONTROL, "no-store" },
 	{ "Referrer-Policy", "no-referrer" },
+	{ "Content-Security-Policy", "default-src 'none'; "
+	  "style-src 'unsafe-inline'; form-action 'self'; "
+	  "frame-ancestors 'none'; base-uri 'none'" },
 };
 
 /* A response holding a copy of body; NULL when out of memory. */
@@ -105,6 +164,64 @@ web_reply_405(struct MHD_Connection *conn, const char *allow)
 	return web_queue(conn, MHD_HTTP_METHOD_NOT_ALLOWED, resp);
 }
 
+/* OPTIONS on a known path: what it allows, no body, nothing done. */
+static enum MHD_Result
+web_reply_options(struct MHD_Connection *conn, const char *allow)
+{
+	struct MHD_Response *resp;
+	char all[160];
+
+	snprintf(all, sizeof(all), "%s, OPTIONS", allow);
+	resp = web_response("text/plain", "");
+	if (resp != NULL)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, all);
+	return web_queue(conn, MHD_HTTP_NO_CONTENT, resp);
+}
+
+void
+web_html_escape(struct buf *b, const char *s)
+{
+	for (const char *p = s; *p != '\0'; p++) {
+		switch (*p) {
+		case '&':  buf_add_str(b, "&amp;"); break;
+		case '<':  buf_add_str(b, "&lt;"); break;
+		case '>':  buf_add_str(b, "&gt;"); break;
+		case '"':  buf_add_str(b, "&quot;"); break;
+		case '\'': buf_add_str(b, "&#39;"); break;
+		default:   buf_add(b, p, 1); break;
+		}
+	}
+}
+
+static const char web_page_head[] =
+    "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+    "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+    "<meta name=\"robots\" content=\"noindex, nofollow\">\n"
+    "<style>body{font-family:system-ui,sans-serif;max-width:36em;"
+    "margin:3em auto;padding:0 1em;line-height:1.5;color:#222}"
+    "button{font:inherit;padding:.5em 1em;margin:.25em .5em .25em 0;"
+    "cursor:pointer}</style>\n<title>";
+
+enum MHD_Result
+web_page(struct MHD_Connection *conn, unsigned int status, const char *title,
+    const char *body_html)
+{
+	struct MHD_Response *resp;
+	struct buf b;
+
+	buf_init(&b);
+	buf_add_str(&b, web_page_head);
+	web_html_escape(&b, title);
+	buf_add_str(&b, "</title>\n</head>\n<body>\n<h1>");
+	web_html_escape(&b, title);
+	buf_add_str(&b, "</h1>\n");
+	buf_add_str(&b, body_html);
+	buf_add_str(&b, "</body>\n</html>\n");
+	resp = web_response("text/html; charset=utf-8", b.data);
+	buf_free(&b);
+	return web_queue(conn, status, resp);
+}
+
 /* ---- per-thread database connections --------------------------------- */
 
 /* Runs when a pool thread exits (MHD_stop_daemon joins them). */
@@ -142,6 +259,300 @@ web_db(struct web *web)
 	return conn;
 }
 
+/* ---- keys and per-thread token signers ------------------------------------ */
+
+static double web_seconds(void);
+
+/* A pool thread's signer, and which load of the keys it was made from. */
+struct web_signer_slot {
+	struct token_signer *signer;
+	unsigned int         gen;
+};
+
+static void
+web_signer_release(void *p)
+{
+	struct web_signer_slot *slot = p;
+
+	token_signer_free(slot->signer);
+	free(slot);
+}
+
+struct token_signer *
+web_signer(struct web *web)
+{
+	struct web_signer_slot *slot = pthread_getspecific(web->signer_key);
+	struct token_signer *signer = NULL;
+	struct assent_err err;
+	unsigned int gen;
+
+	pthread_mutex_lock(&web->keys_lock);
+	gen = web->keys_gen;
+	if (slot != NULL && slot->gen == gen) {
+		pthread_mutex_unlock(&web->keys_lock);
+		return slot->signer;
+	}
+	/* token_signer_new() copies the secrets: web->keys may go later. */
+	if (web->keys != NULL && token_signer_new(web->keys, &signer, &err) == -1)
+		log_warnx("http: %s", err.msg);
+	pthread_mutex_unlock(&web->keys_lock);
+	if (signer == NULL)
+		return NULL;
+	if (slot == NULL) {
+		slot = xcalloc(1, sizeof(*slot));
+		pthread_setspecific(web->signer_key, slot);
+	}
+	token_signer_free(slot->signer);
+	slot->signer = signer;
+	slot->gen = gen;
+	return signer;
+}
+
+static bool
+web_keys_same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino &&
+	    a->st_size == b->st_size && a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
+	    a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* Load the keys file if it changed since it was last tried; with
+ * web->keys_lock held. A file that fails is logged once per change. */
+static bool
+web_keys_load_locked(struct web *web, bool first)
+{
+	struct assent_err err;
+	struct keys *keys;
+	struct stat st;
+
+	web->keys_checked = web_seconds();
+	if (stat(web->keys_path, &st) == 0) {
+		if (!first && web_keys_same_file(&st, &web->keys_st))
+			return false;
+		web->keys_st = st;
+	} else if (!first) {
+		return false;
+	}
+	if (keys_load(web->keys_path, &keys, &err) == -1) {
+		log_warnx("http: /u/ and /c/ will answer 503: %s", err.msg);
+		return false;
+	}
+	keys_free(web->keys);
+	web->keys = keys;
+	web->keys_gen++;
+	if (!first)
+		log_info("http: loaded the keys again from %s", web->keys_path);
+	return true;
+}
+
+bool
+web_keys_refresh(struct web *web)
+{
+	bool loaded = false;
+
+	pthread_mutex_lock(&web->keys_lock);
+	if (web_seconds() - web->keys_checked >= WEB_KEYS_RECHECK)
+		loaded = web_keys_load_locked(web, false);
+	pthread_mutex_unlock(&web->keys_lock);
+	return loaded;
+}
+
+long
+web_confirm_ttl(const struct web *web)
+{
+	return web->confirm_ttl;
+}
+
+const char *
+web_organisation(const struct web *web)
+{
+	return web->organisation;
+}
+
+/* ---- client addresses ---------------------------------------------------- */
+
+/* An IPv4 or IPv6 literal as an IPv6 address (IPv4 mapped). */
+static bool
+web_ip_parse(const char *s, struct in6_addr *a)
+{
+	struct in_addr v4;
+
+	if (inet_pton(AF_INET6, s, a) == 1)
+		return true;
+	if (inet_pton(AF_INET, s, &v4) != 1)
+		return false;
+	memset(a, 0, sizeof(*a));
+	a->s6_addr[10] = 0xff;
+	a->s6_addr[11] = 0xff;
+	memcpy(&a->s6_addr[12], &v4, 4);
+	return true;
+}
+
+/* The literal, IPv4-mapped addresses as IPv4. */
+static void
+web_ip_format(const struct in6_addr *a, char *buf, size_t size)
+{
+	if (IN6_IS_ADDR_V4MAPPED(a))
+		inet_ntop(AF_INET, &a->s6_addr[12], buf, (socklen_t)size);
+	else
+		inet_ntop(AF_INET6, a, buf, (socklen_t)size);
+}
+
+static bool
+web_ip_peer(struct MHD_Connection *conn, struct in6_addr *a)
+{
+	const union MHD_ConnectionInfo *ci;
+	const struct sockaddr *sa;
+
+	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if (ci == NULL || (sa = ci->client_addr) == NULL)
+		return false;
+	if (sa->sa_family == AF_INET6) {
+		*a = ((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+		return true;
+	}
+	if (sa->sa_family != AF_INET)
+		return false;
+	memset(a, 0, sizeof(*a));
+	a->s6_addr[10] = 0xff;
+	a->s6_addr[11] = 0xff;
+	memcpy(&a->s6_addr[12],
+	    &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
+	return true;
+}
+
+static bool
+web_ip_trusted(const struct web *web, const struct in6_addr *a)
+{
+	for (size_t i = 0; i < web->nproxies; i++)
+		if (memcmp(&web->proxies[i], a, sizeof(*a)) == 0)
+			return true;
+	return false;
+}
+
+/* Every X-Forwarded-For header, in order, joined with commas. */
+static enum MHD_Result
+web_xff_collect(void *cls, enum MHD_ValueKind kind, const char *key,
+    const char *value)
+{
+	struct buf *b = cls;
+
+	(void)kind;
+	if (strcasecmp(key, "X-Forwarded-For") != 0 || value == NULL)
+		return MHD_YES;
+	if (b->len > 0)
+		buf_add_str(b, ",");
+	buf_add_str(b, value);
+	return MHD_YES;
+}
+
+/* From the right of X-Forwarded-For: the first address that is not a
+ * trusted proxy. false when an entry is not an IP literal (the peer
+ * stands then); the leftmost when every one is trusted. */
+static bool
+web_xff_client(const struct web *web, char *list, struct in6_addr *a)
+{
+	char *comma;
+
+	for (;;) {
+		char *item = (comma = strrchr(list, ',')) != NULL ? comma + 1 : list;
+		size_t len;
+
+		item += strspn(item, " \t");
+		len = strlen(item);
+		while (len > 0 && (item[len - 1] == ' ' || item[len - 1] == '\t'))
+			item[--len] = '\0';
+		if (!web_ip_parse(item, a))
+			return false;
+		if (!web_ip_trusted(web, a) || comma == NULL)
+			return true;
+		*comma = '\0';
+	}
+}
+
+/* The client's address as a literal into buf. */
+static void
+web_client_ip(const struct web *web, struct MHD_Connection *conn,
+    struct in6_addr *a, char *buf, size_t size)
+{
+	struct in6_addr from;
+	struct buf xff;
+
+	if (!web_ip_peer(conn, a)) {
+		memset(a, 0, sizeof(*a));
+		snprintf(buf, size, "%s", "");
+		return;
+	}
+	if (web_ip_trusted(web, a)) {
+		buf_init(&xff);
+		MHD_get_connection_values(conn, MHD_HEADER_KIND, web_xff_collect,
+		    &xff);
+		if (xff.len > 0 && web_xff_client(web, xff.data, &from))
+			*a = from;
+		buf_free(&xff);
+	}
+	web_ip_format(a, buf, size);
+}
+
+/* "10.0.0.1, ::1" into web->proxies; conf.c checked the syntax. */
+static int
+web_proxies_parse(struct web *web, const char *text, struct assent_err *err)
+{
+	char *copy = xstrdup(text), *save = NULL;
+
+	for (char *item = strtok_r(copy, ", \t", &save); item != NULL;
+	    item = strtok_r(NULL, ", \t", &save)) {
+		web->proxies = xreallocarray(web->proxies, web->nproxies + 1,
+		    sizeof(*web->proxies));
+		if (!web_ip_parse(item, &web->proxies[web->nproxies])) {
+			err_set(err, EX_CONFIG, "http.trusted_proxies: \"%s\" is "
+			    "not an IP address", item);
+			free(copy);
+			return -1;
+		}
+		web->nproxies++;
+	}
+	free(copy);
+	return 0;
+}
+
+/* ---- rate limit ------------------------------------------------------------ */
+
+static double
+web_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* May a POST from a go ahead now? Takes a token from its bucket. */
+static bool
+web_rate_allow(struct web *web, const struct in6_addr *a)
+{
+	struct web_bucket *bk;
+	uint32_t h = 2166136261u;
+	double now = web_seconds();
+	bool allow;
+
+	for (size_t i = 0; i < sizeof(a->s6_addr); i++)
+		h = (h ^ a->s6_addr[i]) * 16777619u;
+	pthread_mutex_lock(&web->rate_lock);
+	bk = &web->buckets[h % WEB_RATE_SLOTS];
+	if (bk->used)
+		bk->tokens += (now - bk->at) * WEB_RATE_PER_SECOND;
+	if (!bk->used || bk->tokens > WEB_RATE_BURST) {
+		bk->used = true;
+		bk->tokens = WEB_RATE_BURST;
+	}
+	bk->at = now;
+	if ((allow = bk->tokens >= 1.0))
+		bk->tokens -= 1.0;
+	pthread_mutex_unlock(&web->rate_lock);
+	return allow;
+}
+
 /* ---- routes ------------------------------------------------------------ */
 
 static bool
@@ -163,9 +574,10 @@ web_db_answers(struct web *web)
 }
 
 static enum MHD_Result
-web_healthz(struct web *web, struct MHD_Connection *conn, const char *url)
+web_healthz(struct web *web, struct MHD_Connection *conn,
+    const struct web_request *req)
 {
-	(void)url;
+	(void)req;
 	if (web_db_answers(web))
 		return web_reply(conn, MHD_HTTP_OK, "text/plain", "ok\n");
 	return web_reply(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain",
@@ -204,23 +616,70 @@ web_allow_add(char *allow, size_t size, const char *method)
 }
 
 static enum MHD_Result
-web_route(struct web *web, struct MHD_Connection *conn, const char *url,
-    const char *method)
+web_route(struct web *web, struct MHD_Connection *conn,
+    const struct web_request *req)
 {
 	char allow[128] = "";
 
 	for (size_t i = 0; i < WEB_NROUTES; i++) {
 		const struct web_route *r = &web_routes[i];
 
-		if (!web_path_matches(r->path, url))
+		if (!web_path_matches(r->path, req->url))
 			continue;
-		if (web_method_matches(r->method, method))
-			return r->handler(web, conn, url);
+		if (web_method_matches(r->method, req->method))
+			return r->handler(web, conn, req);
 		web_allow_add(allow, sizeof(allow), r->method);
 	}
+	if (allow[0] != '\0' && strcmp(req->method, "OPTIONS") == 0)
+		return web_reply_options(conn, allow);
 	if (allow[0] != '\0')
 		return web_reply_405(conn, allow);
 	return web_reply(conn, MHD_HTTP_NOT_FOUND, "text/plain", "not found\n");
+}
+
+static enum MHD_Result
+web_reply_413(struct MHD_Connection *conn)
+{
+	return web_page(conn, MHD_HTTP_CONTENT_TOO_LARGE, "Too large",
+	    "<p>The request was too large.</p>\n");
+}
+
+/* The first call: new state; a body announced as too large is refused
+ * at once (MHD closes the connection instead of reading it). */
+static enum MHD_Result
+web_request_begin(struct MHD_Connection *conn, void **req_cls)
+{
+	struct web_state *st = xcalloc(1, sizeof(*st));
+	const char *cl;
+
+	buf_init(&st->body);
+	*req_cls = st;
+	cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+	    MHD_HTTP_HEADER_CONTENT_LENGTH);
+	if (cl != NULL && strtoull(cl, NULL, 10) > WEB_BODY_MAX) {
+		st->too_large = st->answered = true;
+		return web_reply_413(conn);
+	}
+	return MHD_YES;
+}
+
+/* A piece of the body: kept up to the cap, then discarded (up to
+ * WEB_DISCARD_MAX, past which the connection is cut: MHD 0.9.75 cannot
+ * queue a response in the middle of a body, so a chunked body that is
+ * too large gets its 413 at the end, or no answer at all). */
+static enum MHD_Result
+web_request_body(struct web_state *st, const char *data, size_t *size)
+{
+	if (!st->too_large && st->body.len + *size <= WEB_BODY_MAX) {
+		buf_add(&st->body, data, *size);
+	} else {
+		st->too_large = true;
+		st->discarded += *size;
+		if (st->discarded > WEB_DISCARD_MAX)
+			return MHD_NO;
+	}
+	*size = 0;
+	return MHD_YES;
 }
 
 static enum MHD_Result
@@ -228,20 +687,52 @@ web_dispatch(void *cls, struct MHD_Connection *conn, const char *url,
     const char *method, const char *version, const char *upload_data,
     size_t *upload_data_size, void **req_cls)
 {
+	struct web *web = cls;
+	struct web_state *st = *req_cls;
+	struct web_request req;
+	struct in6_addr addr;
+	char ip[INET6_ADDRSTRLEN];
+
 	(void)version;
-	(void)upload_data;
 	/* The first call carries only the headers: answering now would
-	 * make MHD close the connection. */
-	if (*req_cls == NULL) {
-		*req_cls = &web_request_seen;
-		return MHD_YES;
-	}
-	/* No route reads a body yet: discard it, answer on the last call. */
-	if (*upload_data_size != 0) {
+	 * make MHD close the connection (wanted for a body too large). */
+	if (st == NULL)
+		return web_request_begin(conn, req_cls);
+	if (st->answered) {
 		*upload_data_size = 0;
 		return MHD_YES;
 	}
-	return web_route(cls, conn, url, method);
+	if (*upload_data_size != 0)
+		return web_request_body(st, upload_data, upload_data_size);
+	if (st->too_large)
+		return web_reply_413(conn);
+	web_client_ip(web, conn, &addr, ip, sizeof(ip));
+	if (strcmp(method, "POST") == 0 && !web_rate_allow(web, &addr))
+		return web_page(conn, MHD_HTTP_TOO_MANY_REQUESTS, "Too many requests",
+		    "<p>Too many requests. Please try again in a minute.</p>\n");
+	req.url = url;
+	req.method = method;
+	req.body = st->body.data != NULL ? st->body.data : "";
+	req.body_len = st->body.len;
+	req.ip = ip;
+	return web_route(web, conn, &req);
+}
+
+/* MHD is done with a request: free its state. */
+static void
+web_request_done(void *cls, struct MHD_Connection *conn, void **req_cls,
+    enum MHD_RequestTerminationCode toe)
+{
+	struct web_state *st = *req_cls;
+
+	(void)cls;
+	(void)conn;
+	(void)toe;
+	if (st == NULL)
+		return;
+	buf_free(&st->body);
+	free(st);
+	*req_cls = NULL;
 }
 
 /* ---- start and stop ------------------------------------------------------ */
@@ -303,18 +794,27 @@ web_mhd_start(struct web *web, const struct addrinfo *ai)
 	    MHD_OPTION_CONNECTION_LIMIT, (unsigned int)WEB_CONN_LIMIT,
 	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)WEB_PER_IP_LIMIT,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)WEB_TIMEOUT_SECONDS,
+	    MHD_OPTION_NOTIFY_COMPLETED, web_request_done, NULL,
 	    MHD_OPTION_END);
 }
 
 static struct web *
-web_new(const char *dsn)
+web_new(const struct assent_conf *conf)
 {
 	struct web *web = xcalloc(1, sizeof(*web));
 
-	web->dsn = xstrdup(dsn);
-	if (pthread_key_create(&web->db_key, web_db_release) != 0)
+	web->dsn = xstrdup(conf->database_dsn);
+	web->confirm_ttl = conf->tokens_confirm_ttl;
+	web->organisation = xstrdup(conf->sender_organisation != NULL ?
+	    conf->sender_organisation : "");
+	web->keys_path = xstrdup(conf->tokens_keys_file);
+	if (pthread_key_create(&web->db_key, web_db_release) != 0 ||
+	    pthread_key_create(&web->signer_key, web_signer_release) != 0)
 		fatalx("web: cannot create a thread key");
 	pthread_mutex_init(&web->log_lock, NULL);
+	pthread_mutex_init(&web->keys_lock, NULL);
+	pthread_mutex_init(&web->rate_lock, NULL);
+	web->buckets = xcalloc(WEB_RATE_SLOTS, sizeof(*web->buckets));
 	return web;
 }
 
@@ -322,9 +822,27 @@ static void
 web_free(struct web *web)
 {
 	pthread_key_delete(web->db_key);
+	pthread_key_delete(web->signer_key);
 	pthread_mutex_destroy(&web->log_lock);
+	pthread_mutex_destroy(&web->rate_lock);
+	pthread_mutex_destroy(&web->keys_lock);
+	keys_free(web->keys);
+	free(web->keys_path);
+	free(web->buckets);
+	free(web->proxies);
+	free(web->organisation);
 	free(web->dsn);
 	free(web);
+}
+
+/* The keys for /u/ and /c/; without them those answer 503, the rest
+ * works (a daemon that only serves /healthz needs no keys file). */
+static void
+web_keys_load(struct web *web)
+{
+	pthread_mutex_lock(&web->keys_lock);
+	web_keys_load_locked(web, true);
+	pthread_mutex_unlock(&web->keys_lock);
 }
 
 /* "HOST:PORT", with brackets around an IPv6 HOST. */
@@ -349,7 +867,14 @@ web_start(const struct assent_conf *conf, struct web **web_r,
 	if (web_address(conf, &ai, err) == -1)
 		return -1;
 	web_endpoint(ai, conf, endpoint, sizeof(endpoint));
-	web = web_new(conf->database_dsn);
+	web = web_new(conf);
+	if (web_proxies_parse(web, conf->http_trusted_proxies != NULL ?
+	    conf->http_trusted_proxies : "", err) == -1) {
+		freeaddrinfo(ai);
+		web_free(web);
+		return -1;
+	}
+	web_keys_load(web);
 	web->starting = true;
 	web->mhd = web_mhd_start(web, ai);
 	freeaddrinfo(ai);

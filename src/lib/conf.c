@@ -59,6 +59,7 @@ static int conf_check_domain(const char *, char *, size_t);
 static int conf_check_listen(const char *, char *, size_t);
 static int conf_check_absolute(const char *, char *, size_t);
 static int conf_check_domain_limits(const char *, char *, size_t);
+static int conf_check_proxies(const char *, char *, size_t);
 
 static const char *const conf_starttls_names[] = {
 	[CONF_STARTTLS_OFF] = "off",
@@ -124,6 +125,12 @@ static const struct conf_setting conf_settings[] = {
 	{ .path = "http.base_url", .type = CONF_STRING, .offset = OFF(http_base_url),
 	  .def_string = "", .check = conf_check_url,
 	  .description = "public URL of the web server, used in links in mail" },
+
+	{ .path = "http.trusted_proxies", .type = CONF_STRING,
+	  .offset = OFF(http_trusted_proxies), .def_string = "",
+	  .check = conf_check_proxies,
+	  .description = "comma-separated IP addresses of reverse proxies whose "
+	  "X-Forwarded-For names the client; empty: none" },
 
 	{ .path = "tokens.keys_file", .type = CONF_STRING,
 	  .offset = OFF(tokens_keys_file), .def_string = "/etc/assent/keys.conf",
@@ -549,6 +556,37 @@ conf_check_absolute(const char *value, char *why, size_t whylen)
 		return 0;
 	snprintf(why, whylen, "\"%s\" is not an absolute path", value);
 	return -1;
+}
+
+/* A comma-separated list of IPv4 or IPv6 literals (blanks allowed). */
+static int
+conf_check_proxies(const char *value, char *why, size_t whylen)
+{
+	unsigned char buf[sizeof(struct in6_addr)];
+	char item[INET6_ADDRSTRLEN + 1];
+	const char *p = value;
+
+	while (*p != '\0') {
+		size_t n;
+
+		p += strspn(p, " \t,");
+		n = strcspn(p, " \t,");
+		if (n == 0)
+			break;
+		if (n >= sizeof(item)) {
+			snprintf(why, whylen, "\"%.*s\" is not an IP address", (int)n, p);
+			return -1;
+		}
+		memcpy(item, p, n);
+		item[n] = '\0';
+		if (inet_pton(AF_INET, item, buf) != 1 &&
+		    inet_pton(AF_INET6, item, buf) != 1) {
+			snprintf(why, whylen, "\"%s\" is not an IP address", item);
+			return -1;
+		}
+		p += n;
+	}
+	return 0;
 }
 
 static int

@@ -345,6 +345,19 @@ suppress_insert(PGconn *conn, const struct suppress_target *t,
 }
 
 int
+suppress_add_in(PGconn *conn, const struct suppress_target *t,
+    const struct suppress_new *n, long long *id_r, bool *added_r,
+    struct assent_err *err)
+{
+	*added_r = false;
+	*id_r = 0;
+	if (suppress_check_new(n, err) == -1 ||
+	    suppress_check_expiry(conn, n->expires, err) == -1)
+		return -1;
+	return suppress_insert(conn, t, n, id_r, added_r, err);
+}
+
+int
 suppress_add(PGconn *conn, const struct suppress_target *t,
     const struct suppress_new *n, long long *id_r, bool *added_r,
     struct assent_err *err)

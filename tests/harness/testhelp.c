@@ -8,9 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -385,4 +387,84 @@ testhelp_port_accepts(int port)
 	ok = connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0;
 	close(fd);
 	return ok;
+}
+
+/* ---- HTTP ---------------------------------------------------------------- */
+
+static int
+testhelp_http_connect(int port)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	struct timeval tv = { 5, 0 };
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	ck_assert_msg(fd != -1, "socket: %s", strerror(errno));
+	sin.sin_port = htons((unsigned short)port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_msg(connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0,
+	    "connect to %d: %s", port, strerror(errno));
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+struct testhelp_http_reply
+testhelp_http_raw(int port, const char *request)
+{
+	struct testhelp_http_reply r = { 0, NULL, NULL };
+	size_t len = strlen(request), off = 0, cap = 4096;
+	int fd = testhelp_http_connect(port);
+	ssize_t n;
+
+	/* The server may answer and close before reading everything (a
+	 * body too large): stop writing then, and read what it said. */
+	while (off < len && (n = send(fd, request + off, len - off,
+	    MSG_NOSIGNAL)) > 0)
+		off += (size_t)n;
+	r.raw = xmalloc(cap);
+	len = 0;
+	while ((n = read(fd, r.raw + len, cap - len - 1)) > 0)
+		if ((len += (size_t)n) + 1 == cap)
+			r.raw = xreallocarray(r.raw, cap *= 2, 1);
+	close(fd);
+	r.raw[len] = '\0';
+	ck_assert_msg(sscanf(r.raw, "HTTP/1.%*d %d", &r.status) == 1,
+	    "no status line in \"%s\" for \"%.200s\"", r.raw, request);
+	r.body = strstr(r.raw, "\r\n\r\n");
+	r.body = r.body != NULL ? r.body + 4 : r.raw + len;
+	return r;
+}
+
+struct testhelp_http_reply
+testhelp_http(int port, const char *method, const char *path,
+    const char *headers, const char *body)
+{
+	struct testhelp_http_reply r;
+	char *req;
+
+	req = xasprintf("%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+	    "Connection: close\r\n%sContent-Length: %zu\r\n\r\n%s",
+	    method, path, headers != NULL ? headers : "",
+	    body != NULL ? strlen(body) : 0, body != NULL ? body : "");
+	r = testhelp_http_raw(port, req);
+	free(req);
+	return r;
+}
+
+bool
+testhelp_http_has_header(const struct testhelp_http_reply *r,
+    const char *name, const char *value)
+{
+	size_t nlen = strlen(name);
+
+	for (const char *p = strstr(r->raw, "\r\n"); p != NULL && p + 2 < r->body;
+	    p = strstr(p + 2, "\r\n")) {
+		const char *h = p + 2;
+
+		if (strncasecmp(h, name, nlen) == 0 && h[nlen] == ':' &&
+		    strncmp(h + nlen + 1 + strspn(h + nlen + 1, " "), value,
+		    strlen(value)) == 0)
+			return true;
+	}
+	return false;
 }

@@ -87,4 +87,28 @@ bool testhelp_port_accepts(int port);
 /* One integer from a query (first row, first column); -1 on error. */
 long testhelp_query_long(PGconn *conn, const char *sql);
 
+/* ---- HTTP over a plain socket, for tests that talk to assentd ------- */
+
+struct testhelp_http_reply {
+	int   status;
+	char *raw;              /* the whole response: free() it */
+	char *body;             /* inside raw */
+};
+
+/* Send request (the raw bytes, as they are) to 127.0.0.1:port, read
+ * the answer to EOF (5 s timeout). Aborts the test when it cannot
+ * connect or no status line comes back. */
+struct testhelp_http_reply testhelp_http_raw(int port, const char *request);
+
+/* One request with Host, Connection: close and Content-Length (body
+ * may be NULL), plus headers: more header lines, each ending in "\r\n"
+ * (may be NULL). */
+struct testhelp_http_reply testhelp_http(int port, const char *method,
+    const char *path, const char *headers, const char *body);
+
+/* Is there a header "Name: value..." (name case-insensitive, value a
+ * prefix)? */
+bool testhelp_http_has_header(const struct testhelp_http_reply *r,
+    const char *name, const char *value);
+
 #endif

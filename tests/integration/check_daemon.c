@@ -202,13 +202,31 @@ daemon_start(struct daemon *d)
 	daemon_wait_ready(d);
 }
 
-/* ---- HTTP over a plain socket ------------------------------------------------ */
+/* ---- HTTP: testhelp_http() ------------------------------------------------ */
 
-struct http_reply {
-	int   status;
-	char *raw;              /* the whole response */
-	char *body;             /* inside raw */
-};
+#define http_reply testhelp_http_reply
+
+static struct http_reply
+http_request(int port, const char *method, const char *path, const char *body)
+{
+	return testhelp_http(port, method, path, NULL, body);
+}
+
+#define http_has_header testhelp_http_has_header
+
+/* A connection left open (an idle keep-alive client). */
+static int
+http_connect(int port)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	sin.sin_port = htons((unsigned short)port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_msg(connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0,
+	    "connect to %d: %s", port, strerror(errno));
+	return fd;
+}
 
 static void
 send_all(int fd, const char *buf)
@@ -221,69 +239,6 @@ send_all(int fd, const char *buf)
 		ck_assert_msg(n > 0, "write: %s", strerror(errno));
 		off += (size_t)n;
 	}
-}
-
-static int
-http_connect(int port)
-{
-	struct sockaddr_in sin = { .sin_family = AF_INET };
-	struct timeval tv = { 5, 0 };
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	sin.sin_port = htons((unsigned short)port);
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ck_assert_msg(connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0,
-	    "connect to %d: %s", port, strerror(errno));
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	return fd;
-}
-
-/* One request ("GET /healthz"), Connection: close, read to EOF. */
-static struct http_reply
-http_request(int port, const char *method, const char *path, const char *body)
-{
-	struct http_reply r = { 0, NULL, NULL };
-	size_t len = 0, cap = 4096;
-	int fd = http_connect(port);
-	char *req;
-	ssize_t n;
-
-	req = xasprintf("%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-	    "Connection: close\r\nContent-Length: %zu\r\n\r\n%s",
-	    method, path, body != NULL ? strlen(body) : 0,
-	    body != NULL ? body : "");
-	send_all(fd, req);
-	free(req);
-	r.raw = xmalloc(cap);
-	while ((n = read(fd, r.raw + len, cap - len - 1)) > 0)
-		if ((len += (size_t)n) + 1 == cap)
-			r.raw = xreallocarray(r.raw, cap *= 2, 1);
-	close(fd);
-	r.raw[len] = '\0';
-	ck_assert_msg(sscanf(r.raw, "HTTP/1.%*d %d", &r.status) == 1,
-	    "%s %s: no status line in \"%s\"", method, path, r.raw);
-	r.body = strstr(r.raw, "\r\n\r\n");
-	r.body = r.body != NULL ? r.body + 4 : r.raw + len;
-	return r;
-}
-
-/* Is "Name: value" among the headers (name case-insensitive)? */
-static bool
-http_has_header(const struct http_reply *r, const char *name,
-    const char *value)
-{
-	size_t nlen = strlen(name);
-
-	for (const char *p = strstr(r->raw, "\r\n"); p != NULL && p + 2 < r->body;
-	    p = strstr(p + 2, "\r\n")) {
-		const char *h = p + 2;
-
-		if (strncasecmp(h, name, nlen) == 0 && h[nlen] == ':' &&
-		    strncmp(h + nlen + 1 + strspn(h + nlen + 1, " "), value,
-		    strlen(value)) == 0)
-			return true;
-	}
-	return false;
 }
 
 /* ---- start-up ------------------------------------------------------------------ */

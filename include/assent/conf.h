@@ -46,6 +46,8 @@ struct assent_conf {
 	char *http_listen;
 	int   http_port;
 	char *http_base_url;
+	char *http_admin_listen;
+	int   http_admin_port;          /* 0: no admin server */
 	char *http_trusted_proxies;     /* comma-separated IP literals; "" none */
 
 	char *tokens_keys_file;

@@ -95,6 +95,37 @@ void stopper_close(struct stopper *st);
  * notification arrived. */
 bool stopper_wait(struct stopper *st, PGconn *conn, int ms);
 
+/* ---- metrics.c: counters, and /metrics on the admin address --------- */
+
+enum metrics_route {
+	METRICS_HEALTHZ, METRICS_UNSUBSCRIBE, METRICS_CONFIRM, METRICS_OTHER,
+	METRICS_NROUTES
+};
+
+/* The route of the request this thread is answering (web.c sets it
+ * before the handler runs); metrics_request() counts its status when the
+ * response is queued. */
+void metrics_set_route(enum metrics_route route);
+void metrics_request(unsigned int status);
+/* A subscription ended (channel one-click, web, mailto) or confirmed. */
+void metrics_unsubscribe(const char *channel);
+void metrics_confirmation(void);
+/* A worker's turn: what its stats grew by. */
+struct sender_stats;
+void metrics_sends(const struct sender_stats *before,
+    const struct sender_stats *after);
+/* Every counter in Prometheus's text format, and the queue's depth
+ * (-1 when unknown). */
+struct buf;
+void metrics_render(struct buf *out, long queued, long sending);
+
+struct metrics_server;
+/* Serve GET /metrics on conf->http_admin_listen:http_admin_port (port 0:
+ * nothing, *m_r NULL). EX_UNAVAILABLE when the port cannot be bound. */
+int metrics_start(const struct assent_conf *conf, struct metrics_server **m_r,
+    struct assent_err *err);
+void metrics_stop(struct metrics_server *m);
+
 /* ---- for route handlers (web.c and web_*.c) --------------------------- */
 
 #define WEB_BODY_MAX 8192               /* bytes of request body read */

@@ -41,6 +41,7 @@ struct assentd {
 	struct web         *web;
 	struct workers     *workers;
 	struct scheduler   *scheduler;
+	struct metrics_server *metrics;
 	PGconn             *db;          /* the main thread's connection */
 	bool                stopping;
 };
@@ -333,6 +334,7 @@ main_exit(struct assentd *d, int code)
 	main_ready(d, code);
 	scheduler_stop(d->scheduler);
 	workers_stop(d->workers);
+	metrics_stop(d->metrics);
 	web_stop(d->web);
 	if (d->db != NULL)
 		db_close(d->db);
@@ -545,6 +547,10 @@ main(int argc, char **argv)
 	err_clear(&err);
 	if (web_start(d.conf, &d.web, &err) == -1)
 		main_fail(&d, &err);
+	/* Metrics are for operators: without them assentd still does its job. */
+	err_clear(&err);
+	if (metrics_start(d.conf, &d.metrics, &err) == -1)
+		log_error("%s; no metrics", err.msg);
 	if (main_db_ready(&d) == 0)
 		log_info("database schema is current (version %d); ready",
 		    MIGRATE_SCHEMA_VERSION);

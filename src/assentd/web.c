@@ -143,6 +143,7 @@ web_queue(struct MHD_Connection *conn, unsigned int status,
 		return MHD_NO;
 	ret = MHD_queue_response(conn, status, resp);
 	MHD_destroy_response(resp);
+	metrics_request(status);
 	return ret;
 }
 
@@ -626,8 +627,13 @@ web_route(struct web *web, struct MHD_Connection *conn,
 
 		if (!web_path_matches(r->path, req->url))
 			continue;
-		if (web_method_matches(r->method, req->method))
+		if (web_method_matches(r->method, req->method)) {
+			metrics_set_route(strcmp(r->path, "/u/") == 0 ?
+			    METRICS_UNSUBSCRIBE : strcmp(r->path, "/c/") == 0 ?
+			    METRICS_CONFIRM : strcmp(r->path, "/healthz") == 0 ?
+			    METRICS_HEALTHZ : METRICS_OTHER);
 			return r->handler(web, conn, req);
+		}
 		web_allow_add(allow, sizeof(allow), r->method);
 	}
 	if (allow[0] != '\0' && strcmp(req->method, "OPTIONS") == 0)

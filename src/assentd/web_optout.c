@@ -337,6 +337,8 @@ web_unsubscribe_post(struct web *web, struct MHD_Connection *conn,
 		log_warnx("http: unsubscribe: %s", err.msg);
 		return web_unavailable(conn);
 	}
+	if (r.changed)
+		metrics_unsubscribe(channel);
 	buf_init(&b);
 	web_para(&b, "You will get no more mail from ",
 	    all ? web_org_label(web) : web_list_label(&r), ".");
@@ -415,6 +417,8 @@ web_confirm_post(struct web *web, struct MHD_Connection *conn,
 		log_warnx("http: confirm: %s", err.msg);
 		return web_unavailable(conn);
 	}
+	if (r.changed)
+		metrics_confirmation();
 	buf_init(&b);
 	if (r.changed || !web_confirm_settled(&b, &r))
 		web_para(&b, "Your subscription to ", web_list_label(&r),

@@ -252,8 +252,10 @@ worker_main(void *arg)
 	struct worker *wk = arg;
 	struct stopper *stop = &wk->w->stop;
 	int db_ms = WORKER_BACKOFF_FIRST_MS, relay_ms = WORKER_BACKOFF_FIRST_MS;
+	struct sender_stats before;
 	struct assent_err err;
 	bool worked;
+	int rc;
 
 	while (!stop->stopped) {
 		err_clear(&err);
@@ -271,7 +273,10 @@ worker_main(void *arg)
 			worker_failed(wk, &err, &relay_ms, &db_ms);
 			continue;
 		}
-		if (sender_run_batch(wk->sender, &worked, &wk->stats, &err) < 0) {
+		before = wk->stats;
+		rc = sender_run_batch(wk->sender, &worked, &wk->stats, &err);
+		metrics_sends(&before, &wk->stats);
+		if (rc < 0) {
 			worker_warn(wk);
 			worker_failed(wk, &err, &relay_ms, &db_ms);
 			continue;

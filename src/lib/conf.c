@@ -126,6 +126,14 @@ static const struct conf_setting conf_settings[] = {
 	  .def_string = "", .check = conf_check_url,
 	  .description = "public URL of the web server, used in links in mail" },
 
+	{ .path = "http.admin_listen", .type = CONF_STRING,
+	  .offset = OFF(http_admin_listen), .def_string = "127.0.0.1",
+	  .flags = CONF_NONEMPTY, .check = conf_check_listen,
+	  .description = "numeric IPv4 or IPv6 address of the admin server "
+	  "(/metrics); keep it private" },
+	{ .path = "http.admin_port", .type = CONF_INT, .offset = OFF(http_admin_port),
+	  .def_number = 8026, .min = 0, .max = 65535,
+	  .description = "TCP port of the admin server (/metrics); 0 for none" },
 	{ .path = "http.trusted_proxies", .type = CONF_STRING,
 	  .offset = OFF(http_trusted_proxies), .def_string = "",
 	  .check = conf_check_proxies,

@@ -130,7 +130,7 @@ testhelp_write_conf(const char *dsn, int http_port, const char *extra)
 	    "database = { dsn = \"%s\"; };\n"
 	    "smtp = { host = \"127.0.0.1\"; port = %s; starttls = \"off\"; };\n"
 	    "http = { listen = \"127.0.0.1\"; port = %d;"
-	    " base_url = \"https://news.example.org\"; };\n"
+	    " base_url = \"https://news.example.org\"; admin_port = 0; };\n"
 	    "log = { level = \"debug\"; };\n"
 	    "daemon = { pid_file = \"%s/assentd.pid\"; };\n"
 	    "%s\n",

@@ -45,6 +45,7 @@ static struct {
 	char *conf, *log;
 	pid_t pid;
 	int port;
+	int admin_port;                 /* 0: no /metrics server */
 } w;
 
 /* ---- the database ----------------------------------------------------------- */
@@ -188,6 +189,20 @@ daemon_start(const char *proxies, const char *keys)
 		ck_assert((at = strstr(text, "listen = ")) != NULL);
 		out = xasprintf("%.*strusted_proxies = \"%s\"; %s",
 		    (int)(at - text), text, proxies, at);
+		ck_assert((f = fopen(w.conf, "w")) != NULL);
+		fputs(out, f);
+		fclose(f);
+		free(out);
+		free(text);
+	}
+	if (w.admin_port != 0) {
+		char admin[48];
+
+		text = testhelp_file_read(w.conf);
+		ck_assert((at = strstr(text, "admin_port = 0;")) != NULL);
+		snprintf(admin, sizeof(admin), "admin_port = %d;", w.admin_port);
+		out = xasprintf("%.*s%s%s", (int)(at - text), text, admin,
+		    at + strlen("admin_port = 0;"));
 		ck_assert((f = fopen(w.conf, "w")) != NULL);
 		fputs(out, f);
 		fclose(f);
@@ -825,6 +840,45 @@ START_TEST(test_rate_limit)
 }
 END_TEST
 
+/* /metrics on the admin port counts what the public port answered;
+ * the public port has no /metrics. */
+START_TEST(test_metrics)
+{
+	char *u = unsub_link("ann@example.org", "news");
+	struct testhelp_http_reply r;
+
+	w.admin_port = testhelp_free_port();
+	daemon_start(NULL, NULL);
+	r = one_click(u);
+	ck_assert_int_eq(r.status, 200);
+	free(r.raw);
+	r = one_click(u);               /* again: no second unsubscribe */
+	free(r.raw);
+	r = testhelp_http(w.port, "GET", "/u/not-a-token", NULL, NULL);
+	ck_assert_int_eq(r.status, 400);
+	free(r.raw);
+	r = testhelp_http(w.port, "GET", "/metrics", NULL, NULL);
+	ck_assert_int_eq(r.status, 404);
+	free(r.raw);
+	r = testhelp_http(w.admin_port, "GET", "/metrics", NULL, NULL);
+	ck_assert_int_eq(r.status, 200);
+	assert_has(&r, "assent_http_requests_total{route=\"unsubscribe\","
+	    "status=\"200\"} 2\n");
+	assert_has(&r, "assent_http_requests_total{route=\"unsubscribe\","
+	    "status=\"400\"} 1\n");
+	assert_has(&r, "assent_http_requests_total{route=\"other\","
+	    "status=\"404\"} 1\n");
+	assert_has(&r, "assent_unsubscribes_total{channel=\"one-click\"} 1\n");
+	assert_has(&r, "assent_confirmations_total 0\n");
+	assert_has(&r, "assent_queue_deliveries{state=\"queued\"} 0\n");
+	assert_has(&r, "# TYPE assent_messages_total counter\n");
+	ck_assert(testhelp_http_has_header(&r, "Content-Type",
+	    "text/plain; version=0.0.4"));
+	free(r.raw);
+	free(u);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -849,6 +903,7 @@ main(void)
 	tcase_add_test(tc, test_rotated_while_running);
 	tcase_add_test(tc, test_no_keys);
 	tcase_add_test(tc, test_rate_limit);
+	tcase_add_test(tc, test_metrics);
 	suite_add_tcase(s, tc);
 	return testhelp_run_suite(s);
 }

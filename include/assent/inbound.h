@@ -31,6 +31,7 @@
 
 #define INBOUND_HEADER_MAX  (256 * 1024)
 #define INBOUND_VALUE_MAX   1000
+#define INBOUND_LINE_MAX    (64 * 1024)
 
 struct inbound_headers {
 	char delivered_to[INBOUND_VALUE_MAX + 1];

@@ -46,17 +46,25 @@ inbound_act(struct cli *cli, const char *recipient, const char *token)
 	struct keys *keys;
 	int rc;
 
-	if ((rc = cli_db(cli, false)) != 0)
-		return rc;
+	struct token_compact c;
+
 	err_clear(&err);
 	if (keys_load(cli->conf->tokens_keys_file, &keys, &err) == -1)
 		return cli_fail(&err);
-	if (token_signer_new(keys, &signer, &err) == -1 ||
-	    optout_mailto(cli->conn, signer, token, (int64_t)time(NULL), &r,
-	    &err) == -1)
+	/* a forged token costs no database connection */
+	if (token_signer_new(keys, &signer, &err) == -1)
 		rc = cli_fail(&err);
-	else
-		inbound_print(cli, recipient, &r);
+	else if (token_compact_verify(signer, token, TOKEN_UNSUBSCRIBE,
+	    (int64_t)time(NULL), &c, &err) == -1) {
+		err_set(&err, EX_NOUSER, "%.200s: no such recipient here", recipient);
+		rc = cli_fail(&err);
+	} else if ((rc = cli_db(cli, false)) == 0) {
+		if (optout_mailto(cli->conn, signer, token, (int64_t)time(NULL), &r,
+		    &err) == -1)
+			rc = cli_fail(&err);
+		else
+			inbound_print(cli, recipient, &r);
+	}
 	token_signer_free(signer);
 	keys_free(keys);
 	return rc;

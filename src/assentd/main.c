@@ -167,6 +167,14 @@ main_reload(struct assentd *d)
 	    old->sending_batch != fresh->sending_batch ||
 	    str_differs(old->sender_from, fresh->sender_from) ||
 	    str_differs(old->http_base_url, fresh->http_base_url));
+	main_note_restart("http.trusted_proxies, http.admin_*, tokens or "
+	    "sender.organisation (the web endpoint)",
+	    str_differs(old->http_trusted_proxies, fresh->http_trusted_proxies) ||
+	    str_differs(old->http_admin_listen, fresh->http_admin_listen) ||
+	    old->http_admin_port != fresh->http_admin_port ||
+	    str_differs(old->tokens_keys_file, fresh->tokens_keys_file) ||
+	    old->tokens_confirm_ttl != fresh->tokens_confirm_ttl ||
+	    str_differs(old->sender_organisation, fresh->sender_organisation));
 	workers_reload(d->workers, fresh);
 	d->conf = fresh;
 	if (old != d->start_conf)

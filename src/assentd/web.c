@@ -24,10 +24,10 @@
 #include "assent/xmalloc.h"
 #include "assentd.h"
 
-#define WEB_THREADS          2
+#define WEB_THREADS          4
 #define WEB_CONN_LIMIT       256
 #define WEB_PER_IP_LIMIT     64
-#define WEB_TIMEOUT_SECONDS  30
+#define WEB_TIMEOUT_SECONDS  10
 #define WEB_DISCARD_MAX      (64 * 1024) /* body bytes read past the cap
                                           * before the connection is cut */
 
@@ -223,6 +223,28 @@ web_page(struct MHD_Connection *conn, unsigned int status, const char *title,
 	return web_queue(conn, status, resp);
 }
 
+/* Too many POSTs from one client: when to come back. */
+static enum MHD_Result
+web_reply_429(struct MHD_Connection *conn)
+{
+	static const char page[] = "<p>Too many requests. Please try again in "
+	    "a minute.</p>\n";
+	struct MHD_Response *resp;
+	struct buf b;
+
+	buf_init(&b);
+	buf_add_str(&b, web_page_head);
+	buf_add_str(&b, "Too many requests</title>\n</head>\n<body>\n"
+	    "<h1>Too many requests</h1>\n");
+	buf_add_str(&b, page);
+	buf_add_str(&b, "</body>\n</html>\n");
+	resp = web_response("text/html; charset=utf-8", b.data);
+	buf_free(&b);
+	if (resp != NULL)
+		MHD_add_response_header(resp, "Retry-After", "5");
+	return web_queue(conn, MHD_HTTP_TOO_MANY_REQUESTS, resp);
+}
+
 /* ---- per-thread database connections --------------------------------- */
 
 /* Runs when a pool thread exits (MHD_stop_daemon joins them). */
@@ -251,7 +273,10 @@ web_db(struct web *web)
 	}
 	/* A pool thread must not hang on a stuck server: the next request,
 	 * a one-click unsubscribe perhaps, waits for it. */
-	if (db_exec(conn, NULL, &err, "SET statement_timeout = '5s'", 0, NULL) == -1) {
+	/* lock_timeout: a row held elsewhere must not hold up the pool
+	 * thread (and every connection it serves) for long */
+	if (db_exec(conn, NULL, &err, "SET statement_timeout = '5s'", 0, NULL) == -1 ||
+	    db_exec(conn, NULL, &err, "SET lock_timeout = '2s'", 0, NULL) == -1) {
 		log_debug("http: database: %s", err.msg);
 		db_close(conn);
 		return NULL;
@@ -312,9 +337,14 @@ web_signer(struct web *web)
 static bool
 web_keys_same_file(const struct stat *a, const struct stat *b)
 {
+	/* ctime too: a chmod that makes a refused file private changes
+	 * nothing else */
 	return a->st_dev == b->st_dev && a->st_ino == b->st_ino &&
-	    a->st_size == b->st_size && a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
-	    a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+	    a->st_size == b->st_size && a->st_mode == b->st_mode &&
+	    a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
+	    a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+	    a->st_ctim.tv_sec == b->st_ctim.tv_sec &&
+	    a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
 }
 
 /* Load the keys file if it changed since it was last tried; with
@@ -335,7 +365,8 @@ web_keys_load_locked(struct web *web, bool first)
 		return false;
 	}
 	if (keys_load(web->keys_path, &keys, &err) == -1) {
-		log_warnx("http: /u/ and /c/ will answer 503: %s", err.msg);
+		log_warnx("http: %s: %s", web->keys != NULL ? "keeping the keys "
+		    "loaded before" : "/u/ and /c/ will answer 503", err.msg);
 		return false;
 	}
 	keys_free(web->keys);
@@ -714,8 +745,7 @@ web_dispatch(void *cls, struct MHD_Connection *conn, const char *url,
 		return web_reply_413(conn);
 	web_client_ip(web, conn, &addr, ip, sizeof(ip));
 	if (strcmp(method, "POST") == 0 && !web_rate_allow(web, &addr))
-		return web_page(conn, MHD_HTTP_TOO_MANY_REQUESTS, "Too many requests",
-		    "<p>Too many requests. Please try again in a minute.</p>\n");
+		return web_reply_429(conn);
 	req.url = url;
 	req.method = method;
 	req.body = st->body.data != NULL ? st->body.data : "";

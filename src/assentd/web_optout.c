@@ -180,6 +180,19 @@ web_optout_db(struct web *web)
 	return db;
 }
 
+/* After a failed call: was it a connection the server had dropped (a
+ * restart, a failover)? Then a fresh one, for one more try: every
+ * optout call is idempotent, so trying again is safe even when the
+ * first try's commit was lost. */
+static bool
+web_optout_retry(struct web *web, PGconn **db)
+{
+	if (PQstatus(*db) != CONNECTION_BAD)
+		return false;
+	*db = web_db(web);
+	return *db != NULL;
+}
+
 static void
 web_evidence(struct MHD_Connection *conn, const struct web_request *req,
     const char *channel, struct optout_evidence *ev)
@@ -291,7 +304,8 @@ web_unsubscribe_get(struct web *web, struct MHD_Connection *conn,
 		return web_token_refused(conn, v);
 	if ((db = web_optout_db(web)) == NULL)
 		return web_unavailable(conn);
-	if (optout_describe(db, &t, &r, &err) == -1) {
+	if (optout_describe(db, &t, &r, &err) == -1 &&
+	    (!web_optout_retry(web, &db) || optout_describe(db, &t, &r, &err) == -1)) {
 		log_warnx("http: unsubscribe page: %s", err.msg);
 		return web_unavailable(conn);
 	}
@@ -333,7 +347,8 @@ web_unsubscribe_post(struct web *web, struct MHD_Connection *conn,
 	if ((db = web_optout_db(web)) == NULL)
 		return web_unavailable(conn);
 	web_evidence(conn, req, channel, &ev);
-	if (optout_unsubscribe(db, &t, all, &ev, &r, &err) == -1) {
+	if (optout_unsubscribe(db, &t, all, &ev, &r, &err) == -1 &&
+	    (!web_optout_retry(web, &db) || optout_unsubscribe(db, &t, all, &ev, &r, &err) == -1)) {
 		log_warnx("http: unsubscribe: %s", err.msg);
 		return web_unavailable(conn);
 	}
@@ -380,7 +395,8 @@ web_confirm_get(struct web *web, struct MHD_Connection *conn,
 		return web_token_refused(conn, v);
 	if ((db = web_optout_db(web)) == NULL)
 		return web_unavailable(conn);
-	if (optout_describe(db, &t, &r, &err) == -1) {
+	if (optout_describe(db, &t, &r, &err) == -1 &&
+	    (!web_optout_retry(web, &db) || optout_describe(db, &t, &r, &err) == -1)) {
 		log_warnx("http: confirmation page: %s", err.msg);
 		return web_unavailable(conn);
 	}
@@ -413,7 +429,8 @@ web_confirm_post(struct web *web, struct MHD_Connection *conn,
 	if ((db = web_optout_db(web)) == NULL)
 		return web_unavailable(conn);
 	web_evidence(conn, req, "confirm-link", &ev);
-	if (optout_confirm(db, &t, &ev, &r, &err) == -1) {
+	if (optout_confirm(db, &t, &ev, &r, &err) == -1 &&
+	    (!web_optout_retry(web, &db) || optout_confirm(db, &t, &ev, &r, &err) == -1)) {
 		log_warnx("http: confirm: %s", err.msg);
 		return web_unavailable(conn);
 	}

@@ -67,17 +67,18 @@ inbound_keep(struct inbound_headers *h, const char *field)
 	}
 }
 
-/* One physical line (without its line end) into line/len; 0 at end of
- * input, -1 on a problem. */
+/* One physical line (without its line end) into line/len, at most
+ * INBOUND_LINE_MAX bytes (a longer one is refused before it is read
+ * whole: memory stays bounded whatever comes in); 0 at end of input,
+ * -1 on a problem. */
 static int
 inbound_line(struct inbound_reader *rd, char **line, size_t *len,
     struct assent_err *err)
 {
-	ssize_t n;
+	size_t n;
 
-	*line = NULL;
-	n = getline(line, len, rd->in);
-	if (n < 0) {
+	*line = xmalloc(INBOUND_LINE_MAX + 2);
+	if (fgets(*line, INBOUND_LINE_MAX + 2, rd->in) == NULL) {
 		free(*line);
 		*line = NULL;
 		if (ferror(rd->in))
@@ -85,23 +86,28 @@ inbound_line(struct inbound_reader *rd, char **line, size_t *len,
 			    strerror(errno));
 		return 0;
 	}
+	/* fgets() stops at a NUL too late to tell: count what it read */
+	n = strlen(*line);
 	rd->line++;
-	rd->total += (size_t)n;
+	if (n == INBOUND_LINE_MAX + 1 && (*line)[n - 1] != '\n')
+		return err_set(err, EX_DATAERR, "message line %lu is longer than "
+		    "%d bytes", rd->line, INBOUND_LINE_MAX);
+	rd->total += n;
 	if (rd->total > INBOUND_HEADER_MAX)
 		return err_set(err, EX_DATAERR, "message header longer than %d bytes "
 		    "(line %lu)", INBOUND_HEADER_MAX, rd->line);
-	if (memchr(*line, '\0', (size_t)n) != NULL)
+	if ((n == 0 || (*line)[n - 1] != '\n') && !feof(rd->in))
 		return err_set(err, EX_DATAERR, "message line %lu holds a NUL byte",
 		    rd->line);
 	if (n > 0 && (*line)[n - 1] == '\n')
 		n--;
 	if (n > 0 && (*line)[n - 1] == '\r')
 		n--;
-	if (memchr(*line, '\r', (size_t)n) != NULL)
+	if (memchr(*line, '\r', n) != NULL)
 		return err_set(err, EX_DATAERR, "message line %lu holds a bare CR",
 		    rd->line);
 	(*line)[n] = '\0';
-	*len = (size_t)n;
+	*len = n;
 	return 1;
 }
 

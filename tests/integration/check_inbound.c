@@ -88,12 +88,22 @@ START_TEST(test_read_refuses_nul_and_size)
 	ck_assert_int_eq(inbound_read_headers(f, &h, &err), -1);
 	ck_assert_ptr_nonnull(strstr(err.msg, "line 1 holds a NUL byte"));
 	fclose(f);
+	/* one line too long: refused before it is read whole */
 	memset(text, 'x', big);
 	memcpy(text, "X-Long: ", 8);
 	text[big] = '\0';
 	f = fmemopen(text, big, "r");
 	ck_assert_int_eq(inbound_read_headers(f, &h, &err), -1);
-	ck_assert_ptr_nonnull(strstr(err.msg, "message header longer than"));
+	ck_assert_msg(strstr(err.msg, "line 1 is longer than 65536 bytes") != NULL,
+	    "%s", err.msg);
+	fclose(f);
+	/* lines within the limit, a header section over it */
+	for (size_t at = 60000; at < big; at += 60000)
+		memcpy(text + at - 3, "\nX:", 3);
+	f = fmemopen(text, big, "r");
+	ck_assert_int_eq(inbound_read_headers(f, &h, &err), -1);
+	ck_assert_msg(strstr(err.msg, "message header longer than") != NULL, "%s",
+	    err.msg);
 	fclose(f);
 	free(text);
 }

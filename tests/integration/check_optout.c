@@ -224,6 +224,25 @@ START_TEST(test_user_agent_cleaned_and_cut)
 }
 END_TEST
 
+/* A user agent that is not UTF-8 must not fail the unsubscribe (the
+ * database would refuse the text): its bad bytes become '?'. */
+START_TEST(test_user_agent_not_utf8)
+{
+	struct token t = tok(TOKEN_UNSUBSCRIBE, sub("bob@example.org"),
+	    list("news"), 0);
+	struct optout_evidence ev = { .channel = "one-click", .ip = "192.0.2.1",
+	    .user_agent = "Mozilla \xe9\xff\xfe ok \xc3\xa9" };
+	struct optout_result r;
+	struct assent_err err;
+
+	ck_assert_msg(optout_unsubscribe(conn, &t, false, &ev, &r, &err) == 0, "%s",
+	    err.msg);
+	ck_assert(r.changed);
+	ck_assert_int_eq(count("SELECT count(*) FROM ledger WHERE action = 'unsubscribe'"
+	    " AND user_agent = 'Mozilla ??? ok \xc3\xa9'"), 1);
+}
+END_TEST
+
 /* An erased person's old link: nothing to do, nothing told, no error. */
 START_TEST(test_erased_subscriber)
 {
@@ -291,11 +310,13 @@ main(void)
 
 	testhelp_require_servers();
 	tcase_add_checked_fixture(tc, setup, testhelp_fixture_drop);
+	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_describe_changes_nothing);
 	tcase_add_test(tc, test_unsubscribe_one_list_once);
 	tcase_add_loop_test(tc, test_unsubscribe_everything_once, 0, 2);
 	tcase_add_test(tc, test_marks_the_campaigns_delivery);
 	tcase_add_test(tc, test_user_agent_cleaned_and_cut);
+	tcase_add_test(tc, test_user_agent_not_utf8);
 	tcase_add_test(tc, test_erased_subscriber);
 	tcase_add_test(tc, test_confirm);
 	suite_add_tcase(s, tc);

@@ -840,6 +840,37 @@ START_TEST(test_rate_limit)
 }
 END_TEST
 
+/* The database dropped every connection (a restart, a failover): the
+ * next clicks still work, on fresh connections, not 503. */
+START_TEST(test_database_connections_lost)
+{
+	const char *people[] = { "ann@example.org", "bob@example.org" };
+	struct testhelp_http_reply r;
+
+	daemon_start(NULL, NULL);
+	for (int i = 0; i < 24; i++) {          /* every pool thread connects */
+		char *u = unsub_link(people[i % 2], "offers");
+
+		r = http("GET", u, NULL, NULL);
+		free(r.raw);
+		free(u);
+	}
+	ck_assert_int_ge(count("SELECT count(pg_terminate_backend(pid))"
+	    " FROM pg_stat_activity WHERE datname = current_database()"
+	    " AND pid <> pg_backend_pid()"), 1);
+	for (int i = 0; i < 8; i++) {
+		char *u = unsub_link(people[i % 2], "news");
+
+		r = one_click(u);
+		ck_assert_msg(r.status == 200, "POST %d: %d %s", i, r.status, r.body);
+		free(r.raw);
+		free(u);
+	}
+	assert_status("ann@example.org", "news", "unsubscribed");
+	assert_status("bob@example.org", "news", "unsubscribed");
+}
+END_TEST
+
 /* /metrics on the admin port counts what the public port answered;
  * the public port has no /metrics. */
 START_TEST(test_metrics)
@@ -904,6 +935,7 @@ main(void)
 	tcase_add_test(tc, test_no_keys);
 	tcase_add_test(tc, test_rate_limit);
 	tcase_add_test(tc, test_metrics);
+	tcase_add_test(tc, test_database_connections_lost);
 	suite_add_tcase(s, tc);
 	return testhelp_run_suite(s);
 }

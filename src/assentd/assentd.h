@@ -192,6 +192,10 @@ bool web_keys_refresh(struct web *web);
 long web_confirm_ttl(const struct web *web);
 const char *web_organisation(const struct web *web);
 
+/* A handler refusing a bad token says so: for a POST, that is what
+ * uses up the client's allowance of requests (see web.c). */
+void web_note_refused(void);
+
 /* ---- web_optout.c: /u/ (unsubscribe) and /c/ (confirm) ---------------- */
 
 /* GET shows a page with a button and changes nothing; POST acts. Bad

@@ -223,6 +223,15 @@ web_page(struct MHD_Connection *conn, unsigned int status, const char *title,
 	return web_queue(conn, status, resp);
 }
 
+/* Set by web_note_refused() while this thread answers a request. */
+static _Thread_local bool web_refused;
+
+void
+web_note_refused(void)
+{
+	web_refused = true;
+}
+
 /* Too many POSTs from one client: when to come back. */
 static enum MHD_Result
 web_reply_429(struct MHD_Connection *conn)
@@ -561,7 +570,7 @@ web_seconds(void)
 
 /* May a POST from a go ahead now? Takes a token from its bucket. */
 static bool
-web_rate_allow(struct web *web, const struct in6_addr *a)
+web_rate_allow(struct web *web, const struct in6_addr *a, bool charge)
 {
 	struct web_bucket *bk;
 	uint32_t h = 2166136261u;
@@ -579,7 +588,7 @@ web_rate_allow(struct web *web, const struct in6_addr *a)
 		bk->tokens = WEB_RATE_BURST;
 	}
 	bk->at = now;
-	if ((allow = bk->tokens >= 1.0))
+	if ((allow = bk->tokens >= 1.0) && charge)
 		bk->tokens -= 1.0;
 	pthread_mutex_unlock(&web->rate_lock);
 	return allow;
@@ -729,6 +738,8 @@ web_dispatch(void *cls, struct MHD_Connection *conn, const char *url,
 	struct web_request req;
 	struct in6_addr addr;
 	char ip[INET6_ADDRSTRLEN];
+	enum MHD_Result ret;
+	bool post;
 
 	(void)version;
 	/* The first call carries only the headers: answering now would
@@ -744,14 +755,23 @@ web_dispatch(void *cls, struct MHD_Connection *conn, const char *url,
 	if (st->too_large)
 		return web_reply_413(conn);
 	web_client_ip(web, conn, &addr, ip, sizeof(ip));
-	if (strcmp(method, "POST") == 0 && !web_rate_allow(web, &addr))
+	/* Only POSTs with a bad token use up the client's allowance: a
+	 * mailbox provider's one-click POSTs after a big campaign come from
+	 * few addresses, are idempotent and cannot be forged, and one it
+	 * does not retry would be an unsubscribe lost. */
+	post = strcmp(method, "POST") == 0;
+	if (post && !web_rate_allow(web, &addr, false))
 		return web_reply_429(conn);
 	req.url = url;
 	req.method = method;
 	req.body = st->body.data != NULL ? st->body.data : "";
 	req.body_len = st->body.len;
 	req.ip = ip;
-	return web_route(web, conn, &req);
+	web_refused = false;
+	ret = web_route(web, conn, &req);
+	if (post && web_refused)
+		web_rate_allow(web, &addr, true);
+	return ret;
 }
 
 /* MHD is done with a request: free its state. */

@@ -160,6 +160,7 @@ web_token(struct web *web, const struct web_request *req,
 static enum MHD_Result
 web_token_refused(struct MHD_Connection *conn, enum web_verdict v)
 {
+	web_note_refused();
 	if (v == WEB_TOKEN_NO_KEYS)
 		return web_unavailable(conn);
 	if (v == WEB_TOKEN_EXPIRED)

@@ -294,6 +294,7 @@ START_TEST(test_assent_inbound)
 	    " WHERE action = 'unsubscribe' AND channel = 'mailto'"), 1);
 	free(msg);
 	free(extra);
+	free(conf);
 }
 END_TEST
 

@@ -840,6 +840,12 @@ START_TEST(test_rate_limit)
 		char xff[64];
 
 		daemon_stop();
+		unlink(w.log);
+		unlink(w.conf);
+		*strrchr(w.conf, '/') = '\0';
+		rmdir(w.conf);
+		free(w.conf);
+		free(w.log);
 		daemon_start("127.0.0.1", NULL);
 		snprintf(xff, sizeof(xff), "X-Forwarded-For: 192.0.2.44\r\n");
 		for (int i = 0; i < 80; i++) {

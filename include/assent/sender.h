@@ -28,9 +28,6 @@
  * the connection lives: a delivery 'sending' under a session whose lock
  * is gone belongs to a dead worker (sender_reap_orphans()).
  *
- * Test sends (sender_test()) take the same path for addresses given on
- * the command line: gate, compose, transport; recorded in test_sends.
- *
  * Memory: sender_new() borrows conf, throttle and signer (they must
  * outlive the sender) and owns its transport and caches; the PGconn is
  * borrowed too and must stay the same for the sender's life.
@@ -108,17 +105,5 @@ int sender_run_batch(struct sender *s, bool *worked_r,
 /* Deliveries 'sending' whose session lock is not held by any live
  * connection become 'unknown'. *count_r gets how many. */
 int sender_reap_orphans(PGconn *conn, long *count_r, struct assent_err *err);
-
-/* Send campaign campaign_name now to each of the n addresses (test
- * sends), through the gate. *results_r gets an array with one object
- * per address: address, outcome ("sent", "suppressed", "failed") and
- * detail (the entry's reason and id, or the relay's reply). Returns -1
- * before sending anything for a bad address or campaign (EX_DATAERR),
- * and when the relay could not be reached (EX_UNAVAILABLE, results
- * still filled). */
-int sender_test(PGconn *conn, const struct assent_conf *conf,
-    const struct suppress_ctx *gate, struct token_signer *signer,
-    const char *campaign_name, const char *const *addresses, size_t n,
-    const char *sent_by, json_t **results_r, struct assent_err *err);
 
 #endif

@@ -25,6 +25,12 @@
  * NUL bytes inside len are well-formed (U+0000). */
 bool text_is_utf8(const char *s, size_t len);
 
+/* Make the len bytes at s valid UTF-8 in place: every byte that does not
+ * belong to a well-formed character becomes '?'. For text from outside
+ * (a browser's User-Agent, a relay's reply) that the database must
+ * store. */
+void text_make_utf8(char *s, size_t len);
+
 /* Refuse s unless it is valid UTF-8 of at most max bytes without any
  * control character (C0, DEL or C1; CR and LF included). what names
  * the value in the message, e.g. "--source". With allow_empty false an

@@ -204,6 +204,12 @@ int transport_send(struct transport *t, struct transport_msg *msgs, size_t n,
  * sure the definition is linked into every program that sends. */
 void transport_socket_use(void);
 
+/* m's reply as one line for people and the database: "550 5.1.1 TEXT",
+ * "451 TEXT", or the outcome's name when no reply came; valid UTF-8
+ * (other bytes become '?'), cut to outlen. */
+void transport_reply_text(const struct transport_msg *m, char *out,
+    size_t outlen);
+
 /* "sent", "tempfail", "permfail", "not-tried", "uncertain". */
 const char *transport_outcome_name(enum transport_outcome outcome);
 

@@ -13,7 +13,7 @@
 #include "assent/compose.h"
 #include "assent/db.h"
 #include "assent/keys.h"
-#include "assent/sender.h"
+#include "assent/testsend.h"
 #include "assent/suppress.h"
 #include "assent/text.h"
 #include "assent/token.h"
@@ -728,7 +728,7 @@ campaign_cli_test_run(struct cli *cli, const char *name, const char **to,
 		return cli_fail(&err);
 	}
 	if ((rc = cli_db(cli, false)) == 0) {
-		if (sender_test(cli->conn, cli->conf, &ctx, signer, name, to, nto,
+		if (testsend_run(cli->conn, cli->conf, &ctx, signer, name, to, nto,
 		    cli->operator_name, &results, &err) == -1) {
 			/* Results with a failure: the relay could not be reached
 			 * (EX_UNAVAILABLE); a database failure comes before any

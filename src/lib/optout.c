@@ -32,26 +32,6 @@ optout_ids(const struct token *t, struct optout_target *o)
 	snprintf(o->campaign, sizeof(o->campaign), "%" PRIu64, t->campaign_id);
 }
 
-/* Bytes that are not UTF-8 become '?': a browser may send anything, and
- * the database refuses such text (which would fail the unsubscribe). */
-static void
-optout_clean_utf8(char *p, size_t len)
-{
-	size_t i = 0;
-
-	while (i < len) {
-		unsigned char c = (unsigned char)p[i];
-		size_t n = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 :
-		    c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
-
-		if (n == 0 || i + n > len || !text_is_utf8(p + i, n)) {
-			p[i++] = '?';
-			continue;
-		}
-		i += n;
-	}
-}
-
 /* A user agent as the ledger keeps it: control characters become
  * spaces, at most OPTOUT_UA_MAX bytes, not cut inside a UTF-8 character. */
 static const char *
@@ -63,7 +43,7 @@ optout_user_agent(const char *ua, char out[OPTOUT_UA_MAX + 1])
 		return NULL;
 	for (; ua[n] != '\0' && n < OPTOUT_UA_MAX; n++)
 		out[n] = ((unsigned char)ua[n] < 0x20 || ua[n] == 0x7f) ? ' ' : ua[n];
-	optout_clean_utf8(out, n);
+	text_make_utf8(out, n);
 	/* Cut: when ua[n] continues a character, drop that character's
 	 * first bytes too (n ends on its lead byte, which is left out). */
 	if (ua[n] != '\0')

@@ -618,40 +618,6 @@ sender_backoff(const struct sender *s, int attempts)
 	return delay < SENDER_RETRY_MAX ? delay : SENDER_RETRY_MAX;
 }
 
-/* Relays pass on remote servers' words, in any charset: what is not
- * UTF-8 becomes '?', so that the text can be stored. */
-static void
-sender_clean_utf8(char *p)
-{
-	while (*p != '\0') {
-		size_t n = 1;
-		unsigned char c = (unsigned char)*p;
-
-		if (c >= 0x80) {
-			n = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 0;
-			if (n == 0 || c > 0xf4 || !text_is_utf8(p, strnlen(p, n)) ||
-			    strnlen(p, n) < n) {
-				*p++ = '?';
-				continue;
-			}
-		}
-		p += n;
-	}
-}
-
-static void
-sender_reply_text(const struct transport_msg *m, char *out, size_t outlen)
-{
-	if (m->code == 0)
-		snprintf(out, outlen, "%s", m->reply[0] != '\0' ? m->reply :
-		    transport_outcome_name(m->outcome));
-	else if (m->enhanced[0] != '\0')
-		snprintf(out, outlen, "%d %s %s", m->code, m->enhanced, m->reply);
-	else
-		snprintf(out, outlen, "%d %s", m->code, m->reply);
-	sender_clean_utf8(out);
-}
-
 static void
 sender_add_bounce(struct sender *s, struct sender_outcomes *o,
     const struct sender_row *r, const char *reply)
@@ -678,7 +644,7 @@ sender_outcome(struct sender *s, struct sender_outcomes *o, size_t i,
 	long delay = 0;
 	bool bounced = false;
 
-	sender_reply_text(m, reply, sizeof(reply));
+	transport_reply_text(m, reply, sizeof(reply));
 	switch (m->outcome) {
 	case TRANSPORT_SENT:
 		state = "sent";
@@ -710,7 +676,7 @@ sender_outcome(struct sender *s, struct sender_outcomes *o, size_t i,
 			state = "failed";
 			st->failed++;
 			snprintf(reply, sizeof(reply), "%s", r->reason);
-			sender_clean_utf8(reply);
+			text_make_utf8(reply, strlen(reply));
 			break;
 		}
 		tried = 0;
@@ -882,216 +848,4 @@ sender_reap_orphans(PGconn *conn, long *count_r, struct assent_err *err)
 	*count_r = strtol(PQcmdTuples(res), NULL, 10);
 	PQclear(res);
 	return 0;
-}
-
-/* ---- test sends ----------------------------------------------------------------------- */
-
-struct sender_test_rcpt {
-	struct addr addr;
-	struct suppress_verdict verdict;
-	long long subscriber_id;        /* 0: not a subscriber */
-	long long list_id;
-	char *name;
-	json_t *attrs;
-	char envelope[COMPOSE_ENVELOPE_MAX];
-};
-
-struct sender_test_run {
-	struct compose *cp;
-	struct sender_test_rcpt *rcpts;
-	size_t *msg_rcpt;
-	time_t now;
-};
-
-static void
-sender_test_recipient(const struct sender_test_rcpt *t,
-    struct compose_recipient *rc)
-{
-	rc->delivery_id = 0;
-	rc->subscriber_id = (uint64_t)t->subscriber_id;
-	rc->list_id = (uint64_t)t->list_id;
-	rc->email = t->addr.address;
-	rc->name = t->name;
-	rc->attrs = t->attrs;
-}
-
-static int
-sender_test_fill(void *arg, size_t index, struct buf *out)
-{
-	struct sender_test_run *run = arg;
-	struct compose_recipient rc;
-	char envelope[COMPOSE_ENVELOPE_MAX];
-	struct assent_err e;
-
-	sender_test_recipient(&run->rcpts[run->msg_rcpt[index]], &rc);
-	return compose_message(run->cp, &rc, run->now, out, envelope, &e);
-}
-
-/* Who among the recipients is a subscriber, for their merge fields and
- * links; the gate's verdict for each. One transaction. */
-static int
-sender_test_lookup(PGconn *conn, const struct suppress_ctx *gate,
-    const struct campaign *c, struct sender_test_rcpt *t, size_t n,
-    struct assent_err *err)
-{
-	const char **keys = xcalloc(n, sizeof(*keys));
-	struct suppress_verdict *v = xcalloc(n, sizeof(*v));
-	char cid[24];
-	int rc = -1;
-
-	snprintf(cid, sizeof(cid), "%lld", c->id);
-	for (size_t i = 0; i < n; i++)
-		keys[i] = t[i].addr.key;
-	if (db_begin(conn, err) < 0)
-		goto done;
-	if (suppress_gate(conn, gate, keys, n, v, err) < 0)
-		goto rollback;
-	for (size_t i = 0; i < n; i++) {
-		const char *params[] = { keys[i], cid };
-		PGresult *res;
-
-		t[i].verdict = v[i];
-		t[i].list_id = c->lists[0].id;
-		if (db_exec(conn, &res, err,
-		    "SELECT s.id, s.name, s.attrs::text,"
-		    "       (SELECT min(ss.list_id) FROM sendable_subscriptions ss"
-		    "          JOIN campaign_lists cl ON cl.list_id = ss.list_id"
-		    "         WHERE cl.campaign_id = $2 AND ss.subscriber_id = s.id)"
-		    "  FROM subscribers s WHERE s.email_key = $1", 2, params) < 0)
-			goto rollback;
-		if (PQntuples(res) == 1) {
-			t[i].subscriber_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-			t[i].name = xstrdup(PQgetvalue(res, 0, 1));
-			t[i].attrs = json_loads(PQgetvalue(res, 0, 2), 0, NULL);
-			if (!PQgetisnull(res, 0, 3))
-				t[i].list_id = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
-		}
-		PQclear(res);
-	}
-	rc = db_commit(conn, err);
-	goto done;
-rollback:
-	db_rollback(conn);
-done:
-	free(keys);
-	free(v);
-	return rc;
-}
-
-static json_t *
-sender_test_result(PGconn *conn, const struct campaign *c,
-    const struct sender_test_rcpt *t, const struct transport_msg *m,
-    const char *sent_by)
-{
-	char detail[SENDER_REPLY_MAX + 64], cid[24];
-	const char *outcome;
-	const char *params[5];
-
-	if (t->verdict.suppressed) {
-		outcome = "suppressed";
-		snprintf(detail, sizeof(detail), "%s, entry %lld",
-		    t->verdict.entry.reason, t->verdict.entry.id);
-	} else if (m != NULL && m->outcome == TRANSPORT_SENT) {
-		outcome = "sent";
-		sender_reply_text(m, detail, sizeof(detail));
-	} else {
-		outcome = "failed";
-		if (m != NULL)
-			sender_reply_text(m, detail, sizeof(detail));
-		else
-			snprintf(detail, sizeof(detail), "not sent");
-	}
-	snprintf(cid, sizeof(cid), "%lld", c->id);
-	params[0] = cid; params[1] = t->addr.address; params[2] = outcome;
-	params[3] = detail; params[4] = sent_by;
-	/* The record of a test send is best effort: the mail went or not. */
-	db_exec(conn, NULL, NULL, "INSERT INTO test_sends (campaign_id, email,"
-	    " outcome, detail, sent_by) VALUES ($1, $2, $3, $4, $5)", 5, params);
-	return json_pack("{s:s, s:s, s:s}", "address", t->addr.address,
-	    "outcome", outcome, "detail", detail);
-}
-
-static int
-sender_test_send(const struct assent_conf *conf, struct sender_test_run *run,
-    struct transport_msg *msgs, size_t n, struct assent_err *err)
-{
-	struct transport_opts opts;
-	struct transport *tr;
-	int rc;
-
-	if (n == 0)
-		return 0;
-	transport_opts_from_conf(conf, &opts);
-	if (transport_new(&opts, &tr, err) < 0)
-		return -1;
-	rc = transport_send(tr, msgs, n, sender_test_fill, NULL, run, err);
-	transport_free(tr);
-	return rc;
-}
-
-int
-sender_test(PGconn *conn, const struct assent_conf *conf,
-    const struct suppress_ctx *gate, struct token_signer *signer,
-    const char *campaign_name, const char *const *addresses, size_t n,
-    const char *sent_by, json_t **results_r, struct assent_err *err)
-{
-	struct campaign *c = NULL;
-	struct sender_test_run run = { 0 };
-	struct sender_test_rcpt *t = xcalloc(n, sizeof(*t));
-	struct transport_msg *msgs = xcalloc(n, sizeof(*msgs));
-	size_t nmsgs = 0, *msg_of = xcalloc(n, sizeof(*msg_of));
-	int rc = -1, sent_rc;
-	struct buf scratch;
-
-	*results_r = NULL;
-	buf_init(&scratch);
-	run.rcpts = t;
-	run.msg_rcpt = xcalloc(n, sizeof(*run.msg_rcpt));
-	run.now = time(NULL);
-	for (size_t i = 0; i < n; i++)
-		if (addr_parse(addresses[i], &t[i].addr, err) < 0)
-			goto done;
-	if (campaign_load(conn, campaign_name, &c, err) < 0 ||
-	    compose_new(c, conf, signer, &run.cp, err) < 0 ||
-	    sender_test_lookup(conn, gate, c, t, n, err) < 0)
-		goto done;
-	for (size_t i = 0; i < n; i++) {
-		struct compose_recipient rc_;
-
-		msg_of[i] = SIZE_MAX;
-		if (t[i].verdict.suppressed)
-			continue;
-		sender_test_recipient(&t[i], &rc_);
-		/* a whole message now: a test send names what is wrong */
-		if (compose_message(run.cp, &rc_, run.now, &scratch, t[i].envelope,
-		    err) < 0) {
-			err_prefix(err, "%s", t[i].addr.address);
-			goto done;
-		}
-		msgs[nmsgs].envelope_from = t[i].envelope;
-		msgs[nmsgs].rcpt = t[i].addr.address;
-		run.msg_rcpt[nmsgs] = i;
-		msg_of[i] = nmsgs++;
-	}
-	sent_rc = sender_test_send(conf, &run, msgs, nmsgs, err);
-	if (sent_rc < 0 && err != NULL && err->code != EX_CONFIG)
-		err->code = EX_UNAVAILABLE;
-	*results_r = json_array();
-	for (size_t i = 0; i < n; i++)
-		json_array_append_new(*results_r, sender_test_result(conn, c, &t[i],
-		    msg_of[i] == SIZE_MAX ? NULL : &msgs[msg_of[i]], sent_by));
-	rc = sent_rc;
-done:
-	for (size_t i = 0; i < n; i++) {
-		free(t[i].name);
-		json_decref(t[i].attrs);
-	}
-	buf_free(&scratch);
-	compose_free(run.cp);
-	campaign_free(c);
-	free(run.msg_rcpt);
-	free(msg_of);
-	free(msgs);
-	free(t);
-	return rc;
 }

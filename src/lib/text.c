@@ -231,3 +231,21 @@ text_check_list_name(const char *name, struct assent_err *err)
 		    "List-Id header)", q);
 	return 0;
 }
+
+void
+text_make_utf8(char *s, size_t len)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		unsigned char c = (unsigned char)s[i];
+		size_t n = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 :
+		    c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+
+		if (n == 0 || i + n > len || !text_is_utf8(s + i, n)) {
+			s[i++] = '?';
+			continue;
+		}
+		i += n;
+	}
+}

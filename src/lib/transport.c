@@ -21,6 +21,7 @@
 #include <auth-client.h>
 #include <libesmtp.h>
 
+#include "assent/text.h"
 #include "assent/transport.h"
 #include "assent/xmalloc.h"
 
@@ -1045,4 +1046,18 @@ transport_is_hard_bounce(const struct transport_msg *m)
 	/* 5.1.7 and 5.1.8: the sender's address, not the recipient's */
 	detail = transport_mailbox_detail(m->enhanced);
 	return detail >= 0 && detail != 7 && detail != 8;
+}
+
+void
+transport_reply_text(const struct transport_msg *m, char *out, size_t outlen)
+{
+	if (m->code == 0)
+		snprintf(out, outlen, "%s", m->reply[0] != '\0' ? m->reply :
+		    transport_outcome_name(m->outcome));
+	else if (m->enhanced[0] != '\0')
+		snprintf(out, outlen, "%d %s %s", m->code, m->enhanced, m->reply);
+	else
+		snprintf(out, outlen, "%d %s", m->code, m->reply);
+	/* relays pass on remote servers' words, in any charset */
+	text_make_utf8(out, strlen(out));
 }

@@ -215,6 +215,33 @@ START_TEST(test_quote)
 }
 END_TEST
 
+/* ---- text_make_utf8 --------------------------------------------------- */
+
+static const struct {
+	const char *in, *out;
+} make_utf8_cases[] = {
+	{ "plain ascii", "plain ascii" },
+	{ "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80" },
+	{ "Mozilla \xe9\xff\xfe", "Mozilla ???" },
+	{ "cut \xc3", "cut ?" },                    /* a character cut short */
+	{ "\xc0\xaf", "??" },                       /* overlong */
+	{ "\xed\xa0\x80", "???" },                 /* a surrogate */
+	{ "\xf5\x80\x80\x80", "????" },           /* beyond U+10FFFF */
+	{ "\xe2\x82", "??" },
+	{ "", "" },
+};
+
+START_TEST(test_make_utf8)
+{
+	char buf[64];
+
+	snprintf(buf, sizeof(buf), "%s", make_utf8_cases[_i].in);
+	text_make_utf8(buf, strlen(buf));
+	ck_assert_str_eq(buf, make_utf8_cases[_i].out);
+	ck_assert(text_is_utf8(buf, strlen(buf)));
+}
+END_TEST
+
 static Suite *
 text_suite(void)
 {
@@ -227,6 +254,8 @@ text_suite(void)
 	    sizeof(line_cases) / sizeof(line_cases[0]));
 	tcase_add_loop_test(tc, test_list_name, 0,
 	    sizeof(name_cases) / sizeof(name_cases[0]));
+	tcase_add_loop_test(tc, test_make_utf8, 0,
+	    sizeof(make_utf8_cases) / sizeof(make_utf8_cases[0]));
 	tcase_add_loop_test(tc, test_quote, 0,
 	    sizeof(quote_cases) / sizeof(quote_cases[0]));
 	suite_add_tcase(s, tc);

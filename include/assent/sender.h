@@ -37,7 +37,6 @@
 
 #include <stdbool.h>
 #include <stddef.h>
-#include <jansson.h>
 #include <libpq-fe.h>
 
 #include "assent/conf.h"

@@ -37,7 +37,7 @@
  *
  * Memory: throttle_new() returns an object freed with throttle_free()
  * after every worker has stopped; the spec string is copied.
- * throttle_blocked() appends to the caller's buffer.
+ * throttle_blocked() lends each domain name for the callback only.
  */
 #ifndef ASSENT_THROTTLE_H
 #define ASSENT_THROTTLE_H
@@ -82,9 +82,11 @@ bool throttle_admit(struct throttle *t, struct throttle_session *s,
 /* Release the session's connection slots and free it. NULL is allowed. */
 void throttle_session_end(struct throttle *t, struct throttle_session *s);
 
-/* Append to out, as a PostgreSQL array literal ("{a.com,b.org}"; "{}"
- * when none), the domains for which throttle_admit() would refuse a
- * new session at now: all connection slots taken or no token left. */
-void throttle_blocked(struct throttle *t, double now, struct buf *out);
+/* Call each(domain, arg), in sorted order, for every domain for which
+ * throttle_admit() would refuse a new session at now: all connection
+ * slots taken or no token left. each runs with the throttle's mutex
+ * held: it must not call back into the throttle. */
+void throttle_blocked(struct throttle *t, double now,
+    void (*each)(const char *domain, void *arg), void *arg);
 
 #endif

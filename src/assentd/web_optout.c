@@ -290,26 +290,45 @@ web_unsubscribe_ask(struct MHD_Connection *conn,
 
 /* ---- /u/ ------------------------------------------------------------------ */
 
+/* What a GET page needs: req's token verified for purpose and what it
+ * names. True with t and r filled; false with the error page queued in
+ * *answer (a bad token, no database). */
+static bool
+web_look(struct web *web, struct MHD_Connection *conn,
+    const struct web_request *req, enum token_purpose purpose, struct token *t,
+    struct optout_result *r, enum MHD_Result *answer)
+{
+	struct assent_err err;
+	enum web_verdict v;
+	PGconn *db;
+
+	if ((v = web_token(web, req, purpose, t)) != WEB_TOKEN_OK) {
+		*answer = web_token_refused(conn, v);
+		return false;
+	}
+	if ((db = web_optout_db(web)) == NULL ||
+	    (optout_describe(db, t, r, &err) == -1 &&
+	    (!web_optout_retry(web, &db) || optout_describe(db, t, r, &err) == -1))) {
+		if (db != NULL)
+			log_warnx("http: %s page: %s", token_purpose_name(purpose),
+			    err.msg);
+		*answer = web_unavailable(conn);
+		return false;
+	}
+	return true;
+}
+
 enum MHD_Result
 web_unsubscribe_get(struct web *web, struct MHD_Connection *conn,
     const struct web_request *req)
 {
 	struct optout_result r;
-	struct assent_err err;
-	enum web_verdict v;
+	enum MHD_Result answer;
 	struct token t;
 	struct buf b;
-	PGconn *db;
 
-	if ((v = web_token(web, req, TOKEN_UNSUBSCRIBE, &t)) != WEB_TOKEN_OK)
-		return web_token_refused(conn, v);
-	if ((db = web_optout_db(web)) == NULL)
-		return web_unavailable(conn);
-	if (optout_describe(db, &t, &r, &err) == -1 &&
-	    (!web_optout_retry(web, &db) || optout_describe(db, &t, &r, &err) == -1)) {
-		log_warnx("http: unsubscribe page: %s", err.msg);
-		return web_unavailable(conn);
-	}
+	if (!web_look(web, conn, req, TOKEN_UNSUBSCRIBE, &t, &r, &answer))
+		return answer;
 	buf_init(&b);
 	if (t.all_lists)
 		web_para(&b, "Stop all mail from ", web_org_label(web), "?");
@@ -386,21 +405,12 @@ web_confirm_get(struct web *web, struct MHD_Connection *conn,
     const struct web_request *req)
 {
 	struct optout_result r;
-	struct assent_err err;
-	enum web_verdict v;
+	enum MHD_Result answer;
 	struct token t;
 	struct buf b;
-	PGconn *db;
 
-	if ((v = web_token(web, req, TOKEN_CONFIRM, &t)) != WEB_TOKEN_OK)
-		return web_token_refused(conn, v);
-	if ((db = web_optout_db(web)) == NULL)
-		return web_unavailable(conn);
-	if (optout_describe(db, &t, &r, &err) == -1 &&
-	    (!web_optout_retry(web, &db) || optout_describe(db, &t, &r, &err) == -1)) {
-		log_warnx("http: confirmation page: %s", err.msg);
-		return web_unavailable(conn);
-	}
+	if (!web_look(web, conn, req, TOKEN_CONFIRM, &t, &r, &answer))
+		return answer;
 	buf_init(&b);
 	if (!web_confirm_settled(&b, &r)) {
 		web_para(&b, "Please confirm that you want mail from ",

@@ -386,6 +386,13 @@ sender_mark(struct sender *s, struct assent_err *err)
 	return rc;
 }
 
+/* One domain the throttle holds back, into the claim's array. */
+static void
+sender_blocked_domain(const char *domain, void *arg)
+{
+	db_array_text(arg, domain);
+}
+
 static int
 sender_claim_campaign(struct sender *s, long long campaign_id,
     struct throttle_session *ts, bool *broken_r, struct assent_err *err)
@@ -395,8 +402,10 @@ sender_claim_campaign(struct sender *s, long long campaign_id,
 
 	snprintf(id, sizeof(id), "%lld", campaign_id);
 	snprintf(limit, sizeof(limit), "%zu", s->cap);
-	buf_reset(&s->scratch);
-	throttle_blocked(s->throttle, throttle_now(), &s->scratch);
+	db_array_open(&s->scratch);
+	throttle_blocked(s->throttle, throttle_now(), sender_blocked_domain,
+	    &s->scratch);
+	db_array_close(&s->scratch);
 	params[2] = s->scratch.data;
 	PQclear(s->claimed);
 	s->claimed = NULL;
@@ -556,8 +565,8 @@ sender_prepare(struct sender *s, struct assent_err *err)
 
 /* ---- 3. record ---------------------------------------------------------------- */
 
-/* A session's outcomes, ready to write: array literals for one UPDATE,
- * and the hard bounces. They outlive the sender when the write fails
+/* A session's outcomes, ready to write: array literals (closed once
+ * complete) for one UPDATE, and the hard bounces. They outlive the sender when the write fails
  * (sender_take_unrecorded()), to be written on the next connection
  * under the session that sent them. */
 struct sender_outcomes {
@@ -715,14 +724,8 @@ sender_outcomes_write(PGconn *conn, struct sender_outcomes *o, long *written_r,
 
 	*written_r = 0;
 	snprintf(session, sizeof(session), "%d", o->session);
-	db_array_close(&o->ids); db_array_close(&o->states);
-	db_array_close(&o->tried); db_array_close(&o->delays);
-	db_array_close(&o->replies); db_array_close(&o->bounced);
 	const char *params[] = { o->ids.data, o->states.data, o->tried.data,
 	    o->delays.data, o->replies.data, session, o->bounced.data };
-	/* a retry closes the arrays again: open them for the next call */
-	o->ids.len--; o->states.len--; o->tried.len--;
-	o->delays.len--; o->replies.len--; o->bounced.len--;
 	if (db_begin(conn, err) < 0)
 		return -1;
 	if (db_exec(conn, &res, err, sender_record_sql, 7, params) < 0)
@@ -759,6 +762,9 @@ sender_record(struct sender *s, struct sender_stats *st, struct assent_err *err)
 
 	for (size_t i = 0; i < s->nmsgs; i++)
 		sender_outcome(s, o, i, st);
+	db_array_close(&o->ids); db_array_close(&o->states);
+	db_array_close(&o->tried); db_array_close(&o->delays);
+	db_array_close(&o->replies); db_array_close(&o->bounced);
 	if (sender_outcomes_write(s->conn, o, &written, err) < 0) {
 		sender_outcomes_free(s->unrecorded);
 		s->unrecorded = o;

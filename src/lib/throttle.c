@@ -822,32 +822,12 @@ blocked_compare(const void *a, const void *b)
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* An array element; quoted unless plainly safe (a "*" domain comes
- * from the caller and may hold anything). */
-static void
-blocked_add_element(struct buf *out, const char *name)
-{
-	const char *p;
-
-	if (name[0] != '\0' && strcmp(name, "null") != 0 &&
-	    strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789.-_") ==
-	    strlen(name)) {
-		buf_add_str(out, name);
-		return;
-	}
-	buf_add(out, "\"", 1);
-	for (p = name; *p != '\0'; p++) {
-		if (*p == '"' || *p == '\\')
-			buf_add(out, "\\", 1);
-		buf_add(out, p, 1);
-	}
-	buf_add(out, "\"", 1);
-}
-
-/* Sorted, so that the same state always gives the same text. The names
- * are written before the mutex is released: an entry may go after. */
+/* Sorted, so that the same state always gives the same list. The
+ * names are handed over before the mutex is released: an entry may go
+ * after. */
 void
-throttle_blocked(struct throttle *t, double now, struct buf *out)
+throttle_blocked(struct throttle *t, double now,
+    void (*each)(const char *domain, void *arg), void *arg)
 {
 	const char **names = NULL;
 	struct throttle_domain *e;
@@ -863,13 +843,8 @@ throttle_blocked(struct throttle *t, double now, struct buf *out)
 			}
 	if (n > 1)
 		qsort(names, n, sizeof(*names), blocked_compare);
-	buf_add(out, "{", 1);
-	for (i = 0; i < n; i++) {
-		if (i > 0)
-			buf_add(out, ",", 1);
-		blocked_add_element(out, names[i]);
-	}
-	buf_add(out, "}", 1);
+	for (i = 0; i < n; i++)
+		each(names[i], arg);
 	pthread_mutex_unlock(&t->mutex);
 	free(names);
 }

@@ -18,6 +18,7 @@
 
 #include "assent/db.h"
 #include "assent/migrate.h"
+#include "assent/subs.h"
 #include "assent/xmalloc.h"
 #include "testhelp.h"
 
@@ -467,4 +468,49 @@ testhelp_http_has_header(const struct testhelp_http_reply *r,
 			return true;
 	}
 	return false;
+}
+
+/* ---- people and lists ---------------------------------------------------- */
+
+void
+testhelp_subscribe(PGconn *conn, const char *email, const char *name,
+    const char *list)
+{
+	static const struct ledger_evidence ev = {
+		.source = "test", .operator_name = "tester",
+	};
+	struct subs_request req = { .email = email, .list = list, .name = name,
+	    .channel = "cli", .evidence = &ev };
+	struct assent_err err;
+	char status[16];
+
+	ck_assert_msg(subs_add(conn, &req, status, &err) == 0, "%s: %s", email,
+	    err.msg);
+}
+
+static uint64_t
+testhelp_id_of(PGconn *conn, const char *sql, const char *value)
+{
+	const char *params[] = { value };
+	PGresult *res = PQexecParams(conn, sql, 1, NULL, params, NULL, NULL, 0);
+	uint64_t id;
+
+	ck_assert_msg(PQntuples(res) == 1, "no id for %s", value);
+	id = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	return id;
+}
+
+uint64_t
+testhelp_subscriber_id(PGconn *conn, const char *email)
+{
+	return testhelp_id_of(conn, "SELECT id FROM subscribers WHERE email_key = $1",
+	    email);
+}
+
+uint64_t
+testhelp_list_id(PGconn *conn, const char *name)
+{
+	return testhelp_id_of(conn, "SELECT id FROM lists WHERE name = $1"
+	    " AND removed_at IS NULL", name);
 }

@@ -12,6 +12,7 @@
 
 #include <check.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 #include <libpq-fe.h>
 
@@ -86,6 +87,18 @@ bool testhelp_port_accepts(int port);
 
 /* One integer from a query (first row, first column); -1 on error. */
 long testhelp_query_long(PGconn *conn, const char *sql);
+
+/* ---- people and lists, for tests that need some ------------------------ */
+
+/* Subscribe email (name may be NULL) to list through subs_add(), on
+ * channel cli by operator "tester". Aborts the test on failure. */
+void testhelp_subscribe(PGconn *conn, const char *email, const char *name,
+    const char *list);
+
+/* The id of the subscriber with canonical address email, of the live
+ * list called name. Abort the test when there is none. */
+uint64_t testhelp_subscriber_id(PGconn *conn, const char *email);
+uint64_t testhelp_list_id(PGconn *conn, const char *name);
 
 /* ---- HTTP over a plain socket, for tests that talk to assentd ------- */
 

@@ -33,17 +33,6 @@ count(const char *sql)
 }
 
 static void
-subscribe(const char *email, const char *list)
-{
-	struct subs_request req = { .email = email, .list = list,
-	    .channel = "cli", .evidence = &cli_ev };
-	struct assent_err err;
-	char status[16];
-
-	ck_assert_msg(subs_add(conn, &req, status, &err) == 0, "%s", err.msg);
-}
-
-static void
 setup(void)
 {
 	struct assent_err err;
@@ -52,35 +41,21 @@ setup(void)
 	ck_assert_int_eq(lists_create(conn, "news", NULL, false, &err), 0);
 	ck_assert_int_eq(lists_create(conn, "offers", NULL, false, &err), 0);
 	ck_assert_int_eq(lists_create(conn, "club", NULL, true, &err), 0);
-	subscribe("ann@example.org", "news");           /* subscriber 1 */
-	subscribe("ann@example.org", "offers");
-	subscribe("bob@example.org", "news");           /* subscriber 2 */
-}
-
-static uint64_t
-id_of(const char *sql_with_s, const char *value)
-{
-	const char *params[] = { value };
-	PGresult *res = PQexecParams(conn, sql_with_s, 1, NULL, params, NULL,
-	    NULL, 0);
-	uint64_t id;
-
-	ck_assert_int_eq(PQntuples(res), 1);
-	id = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
-	PQclear(res);
-	return id;
+	testhelp_subscribe(conn, "ann@example.org", NULL, "news");           /* subscriber 1 */
+	testhelp_subscribe(conn, "ann@example.org", NULL, "offers");
+	testhelp_subscribe(conn, "bob@example.org", NULL, "news");           /* subscriber 2 */
 }
 
 static uint64_t
 sub(const char *email)
 {
-	return id_of("SELECT id FROM subscribers WHERE email_key = $1", email);
+	return testhelp_subscriber_id(conn, email);
 }
 
 static uint64_t
 list(const char *name)
 {
-	return id_of("SELECT id FROM lists WHERE name = $1", name);
+	return testhelp_list_id(conn, name);
 }
 
 /* A token for subscriber sub and list (0: all lists). */

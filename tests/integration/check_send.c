@@ -30,10 +30,6 @@
 #define conn testhelp_conn
 #define DONE_MS 60000           /* how long a campaign may take here */
 
-static const struct ledger_evidence ev = {
-	.source = "check_send", .operator_name = "tester",
-};
-
 static const char text_body[] =
     "Hello {{ name | \"friend\" }},\n"
     "\n"
@@ -155,21 +151,9 @@ teardown(void)
 }
 
 static void
-subscribe_named(const char *email, const char *name, const char *list)
-{
-	struct subs_request req = { .email = email, .list = list, .name = name,
-	    .channel = "cli", .evidence = &ev };
-	struct assent_err err;
-	char status[16];
-
-	ck_assert_msg(subs_add(conn, &req, status, &err) == 0, "%s: %s", email,
-	    err.msg);
-}
-
-static void
 subscribe(const char *email, const char *list)
 {
-	subscribe_named(email, NULL, list);
+	testhelp_subscribe(conn, email, NULL, list);
 }
 
 /* n subscribers PREFIX0@DOMAIN .. PREFIX(n-1)@DOMAIN on list. */
@@ -415,7 +399,7 @@ START_TEST(test_end_to_end)
 	subscribe_many("b", "blocked.example", 2, "news");
 	subscribe("flaky0@example.org", "news");
 	subscribe("reject0@example.org", "news");
-	subscribe_named("zoe@example.org", "Zoë Ünal", "news");
+	testhelp_subscribe(conn, "zoe@example.org", "Zoë Ünal", "news");
 	suppress("s1@example.org", false);
 	suppress("S2@Example.ORG", true);                  /* hashed entry */
 	suppress("@blocked.example", false);

@@ -33,10 +33,6 @@
 #define UA             "TestMail/2.0 (check_web)"
 #define UA_HEADER      "User-Agent: " UA "\r\n"
 
-static const struct ledger_evidence cli_ev = {
-	.source = "check_web", .operator_name = "tester",
-};
-
 static struct {
 	char dir[64];
 	char *keys_path;
@@ -81,42 +77,6 @@ assert_text(const char *sql, const char *want)
 	free(got);
 }
 
-static void
-subscribe(const char *email, const char *list)
-{
-	struct subs_request req = { .email = email, .list = list,
-	    .channel = "cli", .evidence = &cli_ev };
-	struct assent_err err;
-	char status[16];
-
-	ck_assert_msg(subs_add(conn, &req, status, &err) == 0, "%s", err.msg);
-}
-
-static uint64_t
-id_of(const char *sql, const char *value)
-{
-	const char *params[] = { value };
-	PGresult *res = PQexecParams(conn, sql, 1, NULL, params, NULL, NULL, 0);
-	uint64_t id;
-
-	ck_assert_int_eq(PQntuples(res), 1);
-	id = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
-	PQclear(res);
-	return id;
-}
-
-static uint64_t
-sub(const char *email)
-{
-	return id_of("SELECT id FROM subscribers WHERE email_key = $1", email);
-}
-
-static uint64_t
-list(const char *name)
-{
-	return id_of("SELECT id FROM lists WHERE name = $1", name);
-}
-
 /* The status of email's subscription to name. */
 static void
 assert_status(const char *email, const char *name, const char *want)
@@ -153,15 +113,17 @@ link_for(const char *prefix, enum token_purpose p, uint64_t subscriber,
 static char *
 unsub_link(const char *email, const char *list_name)
 {
-	return link_for("/u/", TOKEN_UNSUBSCRIBE, sub(email),
-	    list_name != NULL ? list(list_name) : 0, time(NULL), 0);
+	return link_for("/u/", TOKEN_UNSUBSCRIBE,
+	    testhelp_subscriber_id(conn, email),
+	    list_name != NULL ? testhelp_list_id(conn, list_name) : 0,
+	    time(NULL), 0);
 }
 
 static char *
 confirm_link(const char *email, const char *list_name, int64_t issued)
 {
-	return link_for("/c/", TOKEN_CONFIRM, sub(email), list(list_name), issued,
-	    0);
+	return link_for("/c/", TOKEN_CONFIRM, testhelp_subscriber_id(conn, email),
+	    testhelp_list_id(conn, list_name), issued, 0);
 }
 
 /* ---- the daemon ------------------------------------------------------------------ */
@@ -313,10 +275,10 @@ setup(void)
 	ck_assert_int_eq(lists_create(conn, "news", NULL, false, &err), 0);
 	ck_assert_int_eq(lists_create(conn, "offers", NULL, false, &err), 0);
 	ck_assert_int_eq(lists_create(conn, "club", NULL, true, &err), 0);
-	subscribe("ann@example.org", "news");
-	subscribe("ann@example.org", "offers");
-	subscribe("bob@example.org", "news");
-	subscribe("cat@example.org", "club");           /* pending */
+	testhelp_subscribe(conn, "ann@example.org", NULL, "news");
+	testhelp_subscribe(conn, "ann@example.org", NULL, "offers");
+	testhelp_subscribe(conn, "bob@example.org", NULL, "news");
+	testhelp_subscribe(conn, "cat@example.org", NULL, "club");           /* pending */
 }
 
 static void
@@ -728,8 +690,8 @@ START_TEST(test_retired_key)
 	ck_assert_msg(keys_load(w.keys_path, &w.keys, &err) == 0, "%s", err.msg);
 	ck_assert_msg(token_signer_new(w.keys, &w.signer, &err) == 0, "%s",
 	    err.msg);
-	u = link_for("/u/", TOKEN_UNSUBSCRIBE, sub("ann@example.org"),
-	    list("news"), time(NULL) - 60 * 86400, 1);
+	u = link_for("/u/", TOKEN_UNSUBSCRIBE, testhelp_subscriber_id(conn, "ann@example.org"),
+	    testhelp_list_id(conn, "news"), time(NULL) - 60 * 86400, 1);
 	daemon_start(NULL, NULL);
 	r = one_click(u);
 	ck_assert_int_eq(r.status, 200);

@@ -49,6 +49,7 @@ struct assent_conf {
 	char *http_admin_listen;
 	int   http_admin_port;          /* 0: no admin server */
 	char *http_trusted_proxies;     /* comma-separated IP literals; "" none */
+	char *http_page_template;       /* file; "" for the built-in page */
 
 	char *tokens_keys_file;
 	long  tokens_confirm_ttl;       /* seconds */
@@ -72,6 +73,11 @@ struct assent_conf {
 	char *sender_postal_address;
 	char *sender_from;
 	char *sender_bounce_domain;
+
+	char *signup_from;              /* "" for sender_from */
+	char *signup_confirm_subject;   /* a template (render.h) */
+	char *signup_confirm_text;      /* file; "" for the built-in text */
+	char *signup_confirm_html;      /* file; "" for none */
 };
 
 /* The path to use when no -c was given: $ASSENT_CONFIG if set and not

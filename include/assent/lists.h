@@ -19,6 +19,23 @@
 int lists_create(PGconn *conn, const char *name, const char *description,
     bool double_optin, struct assent_err *err);
 
+/* What "list edit" changes; NULL (or -1) leaves a setting as it is. */
+struct lists_change {
+	const char *description;
+	int double_optin;               /* -1, 0 or 1 */
+	/* the consent wording (a version, consent.h) the list's subscribe
+	 * form shows; "" closes the form (signup.h) */
+	const char *form_consent;
+	/* the attributes the form may set: comma-separated keys (1-64 of
+	 * [A-Za-z0-9_-], at most 32); "" for none */
+	const char *form_attrs;
+};
+
+/* Change the live list called name. EX_DATAERR for an unknown list, a
+ * bad description or attribute key, or an unknown consent version. */
+int lists_edit(PGconn *conn, const char *name, const struct lists_change *c,
+    struct assent_err *err);
+
 /* The live list called name (case-insensitive): *id_r gets its id in
  * decimal (char[24]), *double_optin_r (may be NULL) its opt-in mode.
  * Call inside a transaction to have the row locked FOR SHARE.
@@ -26,7 +43,9 @@ int lists_create(PGconn *conn, const char *name, const char *description,
 int lists_lookup(PGconn *conn, const char *name, char id_r[24],
     bool *double_optin_r, struct assent_err *err);
 
-/* One list as an object: name, description, double_optin, created_at,
+/* One list as an object: name, description, double_optin,
+ * form_consent (null when the form is closed), form_attrs (comma-
+ * separated), created_at,
  * and counts: pending, confirmed, unsubscribed, and expired (confirmed
  * but on implied consent that has lapsed: no longer sendable). */
 int lists_show(PGconn *conn, const char *name, json_t **list_r, struct assent_err *err);

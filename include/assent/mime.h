@@ -78,8 +78,10 @@ struct mime_message {
 	time_t date;
 	const char *message_id;         /* left part, see above */
 	const char *list_name;          /* List-Id phrase; NULL or "" for none */
-	const char *list_id;            /* e.g. news.lists.example.org */
-	const char *unsubscribe_url;    /* https://... (required) */
+	const char *list_id;            /* e.g. news.lists.example.org; NULL:
+	                                 * no List-Id (a notice, not list mail) */
+	const char *unsubscribe_url;    /* https://...; NULL: no
+	                                 * List-Unsubscribe(-Post) (a notice) */
 	const char *unsubscribe_mailto; /* an address, or NULL */
 	const char *text;               /* UTF-8 body (required) */
 	const char *html;               /* UTF-8 body, or NULL */

@@ -52,7 +52,10 @@ int optout_describe(PGconn *conn, const struct token *t,
     struct optout_result *r, struct assent_err *err);
 
 /* Leave t's list, or every list when all (always when t->all_lists).
- * EX_TEMPFAIL/EX_UNAVAILABLE when the database fails (nothing done). */
+ * EX_TEMPFAIL/EX_UNAVAILABLE when the database fails (nothing done).
+ * It is a transaction of its own (for one list, a single statement,
+ * SQL optout_unsubscribe_apply() of sql/0007_speed.sql, prepared once
+ * per connection): call it outside one. */
 int optout_unsubscribe(PGconn *conn, const struct token *t, bool all,
     const struct optout_evidence *ev, struct optout_result *r,
     struct assent_err *err);

@@ -41,6 +41,7 @@
 
 #include "assent/conf.h"
 #include "assent/err.h"
+#include "assent/notice.h"
 #include "assent/suppress.h"
 #include "assent/throttle.h"
 #include "assent/token.h"
@@ -59,6 +60,8 @@ struct sender_stats {
 	 * skipped so that the others go on; 0 when none this turn */
 	long long broken_campaign;
 	char broken_reason[ASSENT_ERR_MSG_MAX];
+	/* confirmation requests, sent first in each turn (notice.h) */
+	struct notice_stats notices;
 };
 
 /* A session's outcomes that could not be written (the database went
@@ -101,8 +104,27 @@ void sender_outcomes_free(struct sender_outcomes *o);
 int sender_run_batch(struct sender *s, bool *worked_r,
     struct sender_stats *stats, struct assent_err *err);
 
-/* Deliveries 'sending' whose session lock is not held by any live
- * connection become 'unknown'. *count_r gets how many. */
+/* What a message's outcome m makes of it after attempts earlier tries
+ * (the rules above, with conf's sending.max_attempts and retry_base):
+ * state "sent", "failed", "unknown", or "queued" (again after delay
+ * seconds, or untried: tried false); hard_bounce for a mailbox-level
+ * 5xx (transport_is_hard_bounce()). Notices (notice.h) follow the same
+ * rules. sender_count() adds v to the matching counter. */
+struct sender_verdict {
+	const char *state;
+	long delay;
+	bool tried;
+	bool hard_bounce;
+};
+struct transport_msg;
+void sender_judge(const struct assent_conf *conf, const struct transport_msg *m,
+    int attempts, struct sender_verdict *v);
+void sender_count(const struct sender_verdict *v, long *sent, long *failed,
+    long *retried, long *unknown, long *deferred);
+
+/* Deliveries and notices (notice.h) 'sending' whose session lock is
+ * not held by any live connection become 'unknown'. *count_r gets how
+ * many. */
 int sender_reap_orphans(PGconn *conn, long *count_r, struct assent_err *err);
 
 #endif

@@ -33,8 +33,27 @@ struct subs_request {
 	const struct ledger_evidence *evidence;
 };
 
+/* One change of a subscription in the caller's transaction: its ledger
+ * event (ledger_append()), then the subscription's new status (created
+ * when there was none). basis NULL keeps the subscription's basis (a
+ * new one is express). Ids are decimal text. */
+struct subs_write {
+	const char *subscriber_id;
+	const char *list_id;
+	const char *action;
+	const char *channel;
+	const char *status_before;        /* NULL: no subscription yet */
+	const char *status_after;
+	const char *basis;
+	const char *basis_expires_at;
+	const struct ledger_evidence *evidence;
+};
+int subs_write(PGconn *conn, const struct subs_write *w, struct assent_err *err);
+
 /* Subscribe: "confirmed" on a single-opt-in list, "pending" on a
- * double-opt-in list; the status is written to status_r (char[16]).
+ * double-opt-in list, with its confirmation request queued (notice.h)
+ * unless the address had NOTICE_PER_DAY of them in the last 24 hours:
+ * *notice_queued_r (may be NULL) tells which; the status is written to status_r (char[16]).
  * Refused with EX_DATAERR: an invalid address, an unknown list, an
  * existing pending or confirmed subscription, a subscription that was
  * ended (unsubscribed) unless resubscribe is set, an unknown consent
@@ -42,7 +61,7 @@ struct subs_request {
  * in the future, and an address that was erased (rights_erase()) while
  * its erasure entry stands: it would never be mailed. */
 int subs_add(PGconn *conn, const struct subs_request *req, char status_r[16],
-    struct assent_err *err);
+    bool *notice_queued_r, struct assent_err *err);
 
 /* Record a confirmation of a pending subscription. *changed_r is false
  * when it was confirmed already (nothing is written then). Refused for

@@ -55,4 +55,12 @@ int text_check_list_name(const char *name, struct assent_err *err);
  * NUL-terminated, so a call can sit in a printf argument list. */
 const char *text_quote(const char *s, size_t len, char *buf, size_t size);
 
+/* The whole of path as a fresh string (*text_r, the caller frees it):
+ * at most max bytes of valid UTF-8 without NUL. A file that cannot be
+ * opened or read is EX_NOINPUT naming it; one too large, holding a NUL
+ * byte or not UTF-8 is EX_DATAERR. A pipe is read too; a directory, a
+ * device or a socket is not. */
+int text_read_file(const char *path, size_t max, char **text_r,
+    struct assent_err *err);
+
 #endif

@@ -109,6 +109,15 @@ int token_verify(struct token_signer *signer, const char *text,
     enum token_purpose expected, int64_t now, int64_t confirm_ttl,
     struct token *out, struct assent_err *err);
 
+/* token_verify() for a confirm token that tells expiry apart: 0 when
+ * valid, 1 when genuine but expired (*out filled all the same: the page
+ * may offer a fresh confirmation request for it), -1 with "invalid
+ * token" for anything else (*out zeroed). Only a token that passed
+ * every other check is ever reported as expired. */
+int token_verify_confirm(struct token_signer *signer, const char *text,
+    int64_t now, int64_t confirm_ttl, struct token *out,
+    struct assent_err *err);
+
 /*
  * Compact tokens, for bounce (VERP) addresses. A token sits in the local
  * part of an envelope sender, which holds at most 64 octets, and some

@@ -129,58 +129,11 @@ campaign_cli_all(int argc, char **argv, const struct cli_opt *opts,
 
 /* --- template files -------------------------------------------------------- */
 
-/* The whole of path as a string: at most 1 MB of UTF-8 without NUL.
- * A file that cannot be opened or read is EX_NOINPUT, as doc/exit-codes.md
- * says of input files (EX_IOERR is for output). A pipe is read too
- * ("--text <(make-body)"); a directory, a device or a socket is not. */
+/* A template file: at most 1 MB of UTF-8 (text_read_file()). */
 static int
 campaign_cli_read(const char *path, char **text_r, struct assent_err *err)
 {
-	char q[TEXT_QUOTE_SIZE], *text = NULL;
-	size_t len = 0, n;
-	struct stat st;
-	FILE *f;
-
-	*text_r = NULL;
-	text_quote(path, strlen(path), q, sizeof(q));
-	if ((f = fopen(path, "r")) == NULL)
-		return err_set(err, EX_NOINPUT, "%s: %s", q, strerror(errno));
-	if (fstat(fileno(f), &st) == -1) {
-		err_set(err, EX_NOINPUT, "%s: %s", q, strerror(errno));
-		goto fail;
-	}
-	if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode)) {
-		err_set(err, EX_NOINPUT, "%s: not a regular file", q);
-		goto fail;
-	}
-	text = xmalloc(CAMPAIGN_CLI_FILE_MAX + 2);
-	while ((n = fread(text + len, 1, CAMPAIGN_CLI_FILE_MAX + 1 - len, f)) > 0)
-		len += n;
-	if (ferror(f)) {
-		err_set(err, EX_NOINPUT, "%s: %s", q, strerror(errno));
-		goto fail;
-	}
-	text[len] = '\0';
-	if (len > CAMPAIGN_CLI_FILE_MAX) {
-		err_set(err, EX_DATAERR, "%s: larger than 1 MB", q);
-		goto fail;
-	}
-	if (memchr(text, '\0', len) != NULL) {
-		err_set(err, EX_DATAERR, "%s: holds a NUL byte (byte %zu): not a "
-		    "text file", q, (size_t)((char *)memchr(text, '\0', len) - text) + 1);
-		goto fail;
-	}
-	if (!text_is_utf8(text, len)) {
-		err_set(err, EX_DATAERR, "%s: not valid UTF-8", q);
-		goto fail;
-	}
-	fclose(f);
-	*text_r = text;
-	return 0;
-fail:
-	fclose(f);
-	free(text);
-	return -1;
+	return text_read_file(path, CAMPAIGN_CLI_FILE_MAX, text_r, err);
 }
 
 /* What create and edit read from the command line. */

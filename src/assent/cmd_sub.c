@@ -5,6 +5,7 @@
 
 #include "assent/addr.h"
 #include "assent/keys.h"
+#include "assent/notice.h"
 #include "assent/subs.h"
 #include "cli.h"
 
@@ -119,7 +120,8 @@ sub_add(struct cli *cli, int argc, char **argv)
 	struct ledger_evidence ev;
 	struct subs_request req;
 	struct assent_err err;
-	char *email, status[16];
+	char *email, status[16], text[160];
+	bool queued = false;
 	int rc;
 
 	if ((rc = sub_parse(cli, &sub_cmds[0], argc, argv, &o, &email)) != 0)
@@ -134,12 +136,23 @@ sub_add(struct cli *cli, int argc, char **argv)
 			return rc;
 		req.suppress = &ctx;
 	}
-	rc = subs_add(cli->conn, &req, status, &err);
+	rc = subs_add(cli->conn, &req, status, &queued, &err);
 	keys_free(keys);
 	if (rc == -1)
 		return cli_fail(&err);
-	sub_print_change(cli, email, o.list, status,
-	    status[0] == 'p' ? "pending confirmation on" : "subscribed to");
+	if (status[0] != 'p')
+		snprintf(text, sizeof(text), "subscribed to");
+	else if (queued)
+		snprintf(text, sizeof(text), "pending confirmation (a confirmation "
+		    "request is queued) on");
+	else
+		snprintf(text, sizeof(text), "pending confirmation (NO confirmation "
+		    "request queued: the address had %d in the last 24 hours) on",
+		    NOTICE_PER_DAY);
+	sub_print_change(cli, email, o.list, status, text);
+	if (status[0] == 'p' && !queued)
+		fprintf(stderr, "assent: note: no confirmation request was sent to "
+		    "%s: %d went to it in the last 24 hours\n", email, NOTICE_PER_DAY);
 	return 0;
 }
 

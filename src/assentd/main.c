@@ -22,6 +22,7 @@
 #include "assent/err.h"
 #include "assent/log.h"
 #include "assent/migrate.h"
+#include "assent/notice.h"
 #include "assent/xmalloc.h"
 #include "assentd.h"
 
@@ -117,7 +118,8 @@ main_load_conf(struct assentd *d, const char *path)
 	char abs[PATH_MAX];
 
 	err_clear(&err);
-	if (conf_load(path, &d->conf, &err) == -1) {
+	if (conf_load(path, &d->conf, &err) == -1 ||
+	    notice_check_templates(d->conf, &err) == -1) {
 		fprintf(stderr, "assentd: %s\n", err.msg);
 		exit(err.code != 0 ? err.code : EX_CONFIG);
 	}

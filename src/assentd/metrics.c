@@ -4,7 +4,8 @@
  * http.admin_port; see assentd.h).
  *
  * Counters are process-wide atomics, bumped from any thread: the web
- * pool (requests by route and status, unsubscribes, confirmations) and
+ * pool (requests by route and status, unsubscribes, confirmations,
+ * sign-ups by outcome, honeypot hits and rate-limited sign-ups) and
  * the sender workers (messages by outcome). The admin server is one
  * thread of its own with its own database connection, for the queue
  * depth it reads at each scrape. It is not on the public address:
@@ -30,6 +31,7 @@ static const char *const metrics_route_names[METRICS_NROUTES] = {
 	[METRICS_HEALTHZ] = "healthz",
 	[METRICS_UNSUBSCRIBE] = "unsubscribe",
 	[METRICS_CONFIRM] = "confirm",
+	[METRICS_SUBSCRIBE] = "subscribe",
 	[METRICS_OTHER] = "other",
 };
 
@@ -47,10 +49,27 @@ static const char *const metrics_outcomes[] = {
 static const char *const metrics_channels[] = { "one-click", "web", "mailto" };
 #define METRICS_NCHANNELS (sizeof(metrics_channels) / sizeof(metrics_channels[0]))
 
+static const char *const metrics_signup_outcomes[] = {
+	"pending", "confirmed", "resent", "quiet", "refused",
+};
+#define METRICS_NSIGNUP \
+	(sizeof(metrics_signup_outcomes) / sizeof(metrics_signup_outcomes[0]))
+
 static atomic_ulong metrics_requests[METRICS_NROUTES][METRICS_NSTATUS + 1];
 static atomic_ulong metrics_unsubscribes[METRICS_NCHANNELS];
 static atomic_ulong metrics_confirmations;
 static atomic_ulong metrics_sent[METRICS_NOUTCOMES];
+static atomic_ulong metrics_signups[METRICS_NSIGNUP];
+
+static const char *const metrics_notice_outcomes[] = {
+	"sent", "suppressed", "skipped", "failed", "retried", "deferred", "unknown",
+};
+#define METRICS_NNOTICE \
+	(sizeof(metrics_notice_outcomes) / sizeof(metrics_notice_outcomes[0]))
+static atomic_ulong metrics_notices[METRICS_NNOTICE];
+static atomic_ulong metrics_again[METRICS_NSIGNUP];
+static atomic_ulong metrics_honeypot;
+static atomic_ulong metrics_signup_limit;
 
 static _Thread_local enum metrics_route metrics_current = METRICS_OTHER;
 
@@ -93,6 +112,39 @@ metrics_confirmation(void)
 	atomic_fetch_add(&metrics_confirmations, 1);
 }
 
+/* Count outcome in counters (one per metrics_signup_outcomes). */
+static void
+metrics_signup_count(atomic_ulong *counters, const char *outcome)
+{
+	for (size_t i = 0; i < METRICS_NSIGNUP; i++)
+		if (strcmp(metrics_signup_outcomes[i], outcome) == 0)
+			atomic_fetch_add(&counters[i], 1);
+}
+
+void
+metrics_signup(const char *outcome)
+{
+	metrics_signup_count(metrics_signups, outcome);
+}
+
+void
+metrics_confirm_again(const char *outcome)
+{
+	metrics_signup_count(metrics_again, outcome);
+}
+
+void
+metrics_signup_honeypot(void)
+{
+	atomic_fetch_add(&metrics_honeypot, 1);
+}
+
+void
+metrics_signup_limited(void)
+{
+	atomic_fetch_add(&metrics_signup_limit, 1);
+}
+
 void
 metrics_sends(const struct sender_stats *before, const struct sender_stats *after)
 {
@@ -101,9 +153,18 @@ metrics_sends(const struct sender_stats *before, const struct sender_stats *afte
 	const long a[] = { after->claimed, after->sent, after->suppressed,
 	    after->failed, after->retried, after->deferred, after->unknown };
 
+	const struct notice_stats *nb = &before->notices, *na = &after->notices;
+	const long c[] = { nb->sent, nb->suppressed, nb->skipped, nb->failed,
+	    nb->retried, nb->deferred, nb->unknown };
+	const long d[] = { na->sent, na->suppressed, na->skipped, na->failed,
+	    na->retried, na->deferred, na->unknown };
+
 	for (size_t i = 0; i < METRICS_NOUTCOMES; i++)
 		if (a[i] > b[i])
 			atomic_fetch_add(&metrics_sent[i], (unsigned long)(a[i] - b[i]));
+	for (size_t i = 0; i < METRICS_NNOTICE; i++)
+		if (d[i] > c[i])
+			atomic_fetch_add(&metrics_notices[i], (unsigned long)(d[i] - c[i]));
 }
 
 /* ---- the text format ------------------------------------------------------------ */
@@ -145,10 +206,37 @@ metrics_render_requests(struct buf *b)
 		}
 }
 
+static void
+metrics_render_signups(struct buf *b)
+{
+	metrics_line(b, "# HELP assent_signups_total Subscribe form posts "
+	    "by outcome (refused: the form's own error).\n"
+	    "# TYPE assent_signups_total counter\n");
+	for (size_t i = 0; i < METRICS_NSIGNUP; i++)
+		metrics_line(b, "assent_signups_total{outcome=\"%s\"} %lu\n",
+		    metrics_signup_outcomes[i], atomic_load(&metrics_signups[i]));
+	metrics_line(b, "# HELP assent_signup_honeypot_total Subscribe form "
+	    "posts with the honeypot filled (answered as a success, ignored).\n"
+	    "# TYPE assent_signup_honeypot_total counter\n"
+	    "assent_signup_honeypot_total %lu\n", atomic_load(&metrics_honeypot));
+	metrics_line(b, "# HELP assent_signup_rate_limited_total Subscribe "
+	    "form posts refused by the per-address limit.\n"
+	    "# TYPE assent_signup_rate_limited_total counter\n"
+	    "assent_signup_rate_limited_total %lu\n",
+	    atomic_load(&metrics_signup_limit));
+	metrics_line(b, "# HELP assent_confirm_again_total Fresh confirmation "
+	    "requests asked through expired links, by outcome.\n"
+	    "# TYPE assent_confirm_again_total counter\n");
+	for (size_t i = 2; i < 4; i++)         /* resent, quiet */
+		metrics_line(b, "assent_confirm_again_total{outcome=\"%s\"} %lu\n",
+		    metrics_signup_outcomes[i], atomic_load(&metrics_again[i]));
+}
+
 void
 metrics_render(struct buf *b, long queued, long sending)
 {
 	metrics_render_requests(b);
+	metrics_render_signups(b);
 	metrics_line(b, "# HELP assent_unsubscribes_total Subscriptions ended "
 	    "through links and mails, by channel.\n"
 	    "# TYPE assent_unsubscribes_total counter\n");
@@ -163,6 +251,12 @@ metrics_render(struct buf *b, long queued, long sending)
 	for (size_t i = 0; i < METRICS_NOUTCOMES; i++)
 		metrics_line(b, "assent_messages_total{outcome=\"%s\"} %lu\n",
 		    metrics_outcomes[i], atomic_load(&metrics_sent[i]));
+	metrics_line(b, "# HELP assent_confirmation_requests_total Confirmation "
+	    "requests by outcome, by this daemon.\n"
+	    "# TYPE assent_confirmation_requests_total counter\n");
+	for (size_t i = 0; i < METRICS_NNOTICE; i++)
+		metrics_line(b, "assent_confirmation_requests_total{outcome=\"%s\"} "
+		    "%lu\n", metrics_notice_outcomes[i], atomic_load(&metrics_notices[i]));
 	metrics_line(b, "# HELP assent_queue_deliveries Deliveries of sending "
 	    "campaigns, by state (the whole cluster; -1: database unavailable).\n"
 	    "# TYPE assent_queue_deliveries gauge\n"

@@ -20,11 +20,15 @@
 #include "assent/db.h"
 #include "assent/keys.h"
 #include "assent/log.h"
+#include "assent/suppress.h"
+#include "assent/text.h"
 #include "assent/token.h"
 #include "assent/xmalloc.h"
 #include "assentd.h"
 
-#define WEB_THREADS          4
+#define WEB_THREADS_PER_CPU  2       /* pool threads: a POST waits on */
+#define WEB_THREADS_MIN      4       /* the database, so more than one */
+#define WEB_THREADS_MAX      32      /* a CPU, within these */
 #define WEB_CONN_LIMIT       256
 #define WEB_PER_IP_LIMIT     64
 #define WEB_TIMEOUT_SECONDS  10
@@ -39,6 +43,16 @@
 #define WEB_RATE_PER_SECOND  10.0
 #define WEB_RATE_BURST       30.0
 
+/* POSTs to the subscribe form per client address: every one counts,
+ * valid or not (a sign-up costs a database write and may send mail). */
+#define WEB_SIGNUP_PER_SECOND 0.1
+#define WEB_SIGNUP_BURST      10.0
+#define WEB_SIGNUP_RETRY      10     /* seconds, for Retry-After */
+
+/* /healthz asks the database at most this often (seconds); between
+ * checks every thread answers with the last result. */
+#define WEB_HEALTH_TTL       1.0
+
 /* After a token fails, look at the keys file at most this often
  * (seconds) for a rotation. */
 #define WEB_KEYS_RECHECK     1.0
@@ -47,6 +61,22 @@ struct web_bucket {
 	double          tokens;
 	double          at;             /* seconds, monotonic */
 	bool            used;
+};
+
+/* A table of buckets for one kind of request. */
+struct web_rate {
+	pthread_mutex_t    lock;
+	struct web_bucket *buckets;      /* WEB_RATE_SLOTS */
+	double             per_second;
+	double             burst;
+};
+
+/* The last database check, for /healthz. */
+struct web_health {
+	pthread_mutex_t lock;
+	double          at;             /* when asked last; 0: never */
+	bool            ok;
+	bool            known;          /* ok holds an answer */
 };
 
 struct web {
@@ -65,11 +95,16 @@ struct web {
 	double             keys_checked; /* when it was last looked at */
 	long               confirm_ttl;
 	char              *organisation;
+	char              *base_url;
+	bool               gmail_mailbox_key;
 	struct in6_addr   *proxies;      /* trusted proxies, IPv4 mapped */
 	size_t             nproxies;
+	struct web_pages  *pages;
 
-	pthread_mutex_t    rate_lock;
-	struct web_bucket *buckets;      /* WEB_RATE_SLOTS */
+	struct web_rate    post_rate;    /* POSTs with a bad token */
+	struct web_rate    signup_rate;  /* POSTs to /s/ */
+	struct web_health  health;
+	struct web_lists  *lists;        /* web_lists.c */
 
 	/* While MHD_start_daemon() runs, the last error it logged, so a
 	 * failure to bind can say why. */
@@ -81,13 +116,15 @@ struct web {
 static enum MHD_Result web_healthz(struct web *, struct MHD_Connection *,
     const struct web_request *);
 
-/* Later issues add /s/ and /metrics here. */
+/* /metrics is on the admin address (metrics.c). */
 static const struct web_route web_routes[] = {
 	{ "GET",  "/healthz", web_healthz },
 	{ "GET",  "/u/",      web_unsubscribe_get },
 	{ "POST", "/u/",      web_unsubscribe_post },
 	{ "GET",  "/c/",      web_confirm_get },
 	{ "POST", "/c/",      web_confirm_post },
+	{ "GET",  "/s/",      web_subscribe_get },
+	{ "POST", "/s/",      web_subscribe_post },
 };
 #define WEB_NROUTES (sizeof(web_routes) / sizeof(web_routes[0]))
 
@@ -100,66 +137,15 @@ struct web_state {
 	bool       answered;    /* a response was queued early (413) */
 };
 
-/* ---- responses ------------------------------------------------------- */
+/* ---- responses (the rest is web_page.c) ------------------------------- */
 
-/* Every response carries these. */
-static const struct {
-	const char *name, *value;
-} web_security_headers[] = {
-	{ "X-Content-Type-Options", "nosniff" },
-	{ MHD_HTTP_HEADER_CACHE_CONTROL, "no-store" },
-	{ "Referrer-Policy", "no-referrer" },
-	{ "Content-Security-Policy", "default-src 'none'; "
-	  "style-src 'unsafe-inline'; form-action 'self'; "
-	  "frame-ancestors 'none'; base-uri 'none'" },
-};
-
-/* A response holding a copy of body; NULL when out of memory. */
-static struct MHD_Response *
-web_response(const char *content_type, const char *body)
+static enum MHD_Result
+web_reply_405(struct web *web, struct MHD_Connection *conn, const char *allow)
 {
 	struct MHD_Response *resp;
 
-	resp = MHD_create_response_from_buffer(strlen(body), (void *)body,
-	    MHD_RESPMEM_MUST_COPY);
-	if (resp == NULL)
-		return NULL;
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
-	for (size_t i = 0; i < sizeof(web_security_headers) /
-	    sizeof(web_security_headers[0]); i++)
-		MHD_add_response_header(resp, web_security_headers[i].name,
-		    web_security_headers[i].value);
-	return resp;
-}
-
-/* Queue resp (NULL: fail the request) and drop our reference. */
-static enum MHD_Result
-web_queue(struct MHD_Connection *conn, unsigned int status,
-    struct MHD_Response *resp)
-{
-	enum MHD_Result ret;
-
-	if (resp == NULL)
-		return MHD_NO;
-	ret = MHD_queue_response(conn, status, resp);
-	MHD_destroy_response(resp);
-	metrics_request(status);
-	return ret;
-}
-
-enum MHD_Result
-web_reply(struct MHD_Connection *conn, unsigned int status,
-    const char *content_type, const char *body)
-{
-	return web_queue(conn, status, web_response(content_type, body));
-}
-
-static enum MHD_Result
-web_reply_405(struct MHD_Connection *conn, const char *allow)
-{
-	struct MHD_Response *resp;
-
-	resp = web_response("text/plain", "method not allowed\n");
+	resp = web_page_make(web, "Method not allowed", NULL,
+	    "<p>This address does not take that kind of request.</p>\n");
 	if (resp != NULL)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
 	return web_queue(conn, MHD_HTTP_METHOD_NOT_ALLOWED, resp);
@@ -179,50 +165,6 @@ web_reply_options(struct MHD_Connection *conn, const char *allow)
 	return web_queue(conn, MHD_HTTP_NO_CONTENT, resp);
 }
 
-void
-web_html_escape(struct buf *b, const char *s)
-{
-	for (const char *p = s; *p != '\0'; p++) {
-		switch (*p) {
-		case '&':  buf_add_str(b, "&amp;"); break;
-		case '<':  buf_add_str(b, "&lt;"); break;
-		case '>':  buf_add_str(b, "&gt;"); break;
-		case '"':  buf_add_str(b, "&quot;"); break;
-		case '\'': buf_add_str(b, "&#39;"); break;
-		default:   buf_add(b, p, 1); break;
-		}
-	}
-}
-
-static const char web_page_head[] =
-    "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-    "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-    "<meta name=\"robots\" content=\"noindex, nofollow\">\n"
-    "<style>body{font-family:system-ui,sans-serif;max-width:36em;"
-    "margin:3em auto;padding:0 1em;line-height:1.5;color:#222}"
-    "button{font:inherit;padding:.5em 1em;margin:.25em .5em .25em 0;"
-    "cursor:pointer}</style>\n<title>";
-
-enum MHD_Result
-web_page(struct MHD_Connection *conn, unsigned int status, const char *title,
-    const char *body_html)
-{
-	struct MHD_Response *resp;
-	struct buf b;
-
-	buf_init(&b);
-	buf_add_str(&b, web_page_head);
-	web_html_escape(&b, title);
-	buf_add_str(&b, "</title>\n</head>\n<body>\n<h1>");
-	web_html_escape(&b, title);
-	buf_add_str(&b, "</h1>\n");
-	buf_add_str(&b, body_html);
-	buf_add_str(&b, "</body>\n</html>\n");
-	resp = web_response("text/html; charset=utf-8", b.data);
-	buf_free(&b);
-	return web_queue(conn, status, resp);
-}
-
 /* Set by web_note_refused() while this thread answers a request. */
 static _Thread_local bool web_refused;
 
@@ -234,24 +176,19 @@ web_note_refused(void)
 
 /* Too many POSTs from one client: when to come back. */
 static enum MHD_Result
-web_reply_429(struct MHD_Connection *conn)
+web_reply_429(struct web *web, struct MHD_Connection *conn,
+    unsigned int seconds)
 {
-	static const char page[] = "<p>Too many requests. Please try again in "
-	    "a minute.</p>\n";
-	struct MHD_Response *resp;
-	struct buf b;
+	return web_page_retry(web, conn, MHD_HTTP_TOO_MANY_REQUESTS,
+	    "Too many requests", "<p>Too many requests. Please try again in "
+	    "a minute.</p>\n", seconds);
+}
 
-	buf_init(&b);
-	buf_add_str(&b, web_page_head);
-	buf_add_str(&b, "Too many requests</title>\n</head>\n<body>\n"
-	    "<h1>Too many requests</h1>\n");
-	buf_add_str(&b, page);
-	buf_add_str(&b, "</body>\n</html>\n");
-	resp = web_response("text/html; charset=utf-8", b.data);
-	buf_free(&b);
-	if (resp != NULL)
-		MHD_add_response_header(resp, "Retry-After", "5");
-	return web_queue(conn, MHD_HTTP_TOO_MANY_REQUESTS, resp);
+enum MHD_Result
+web_too_many(struct web *web, struct MHD_Connection *conn)
+{
+	metrics_signup_limited();
+	return web_reply_429(web, conn, WEB_SIGNUP_RETRY);
 }
 
 /* ---- per-thread database connections --------------------------------- */
@@ -296,11 +233,12 @@ web_db(struct web *web)
 
 /* ---- keys and per-thread token signers ------------------------------------ */
 
-static double web_seconds(void);
-
-/* A pool thread's signer, and which load of the keys it was made from. */
+/* A pool thread's signer and suppression gate (with its own copy of
+ * the pepper), and which load of the keys they were made from. */
 struct web_signer_slot {
 	struct token_signer *signer;
+	unsigned char       *pepper;
+	struct suppress_ctx  gate;
 	unsigned int         gen;
 };
 
@@ -310,26 +248,38 @@ web_signer_release(void *p)
 	struct web_signer_slot *slot = p;
 
 	token_signer_free(slot->signer);
+	free(slot->pepper);
 	free(slot);
 }
 
-struct token_signer *
-web_signer(struct web *web)
+/* This thread's slot, made again when the keys were loaded anew; NULL
+ * when there are no keys. */
+static struct web_signer_slot *
+web_slot(struct web *web)
 {
 	struct web_signer_slot *slot = pthread_getspecific(web->signer_key);
 	struct token_signer *signer = NULL;
+	unsigned char *pepper = NULL;
 	struct assent_err err;
+	size_t pepper_len = 0;
 	unsigned int gen;
 
 	pthread_mutex_lock(&web->keys_lock);
 	gen = web->keys_gen;
-	if (slot != NULL && slot->gen == gen) {
+	if (slot != NULL && slot->gen == gen && slot->signer != NULL) {
 		pthread_mutex_unlock(&web->keys_lock);
-		return slot->signer;
+		return slot;
 	}
-	/* token_signer_new() copies the secrets: web->keys may go later. */
+	/* token_signer_new() copies the secrets, and so do we the pepper:
+	 * web->keys may go later. */
 	if (web->keys != NULL && token_signer_new(web->keys, &signer, &err) == -1)
 		log_warnx("http: %s", err.msg);
+	if (signer != NULL) {
+		const unsigned char *p = keys_pepper(web->keys, &pepper_len);
+
+		pepper = xmalloc(pepper_len);
+		memcpy(pepper, p, pepper_len);
+	}
 	pthread_mutex_unlock(&web->keys_lock);
 	if (signer == NULL)
 		return NULL;
@@ -338,9 +288,30 @@ web_signer(struct web *web)
 		pthread_setspecific(web->signer_key, slot);
 	}
 	token_signer_free(slot->signer);
+	free(slot->pepper);
 	slot->signer = signer;
+	slot->pepper = pepper;
+	slot->gate.pepper = pepper;
+	slot->gate.pepper_len = pepper_len;
+	slot->gate.gmail_mailbox_key = web->gmail_mailbox_key;
 	slot->gen = gen;
-	return signer;
+	return slot;
+}
+
+struct token_signer *
+web_signer(struct web *web)
+{
+	struct web_signer_slot *slot = web_slot(web);
+
+	return slot != NULL ? slot->signer : NULL;
+}
+
+const struct suppress_ctx *
+web_gate(struct web *web)
+{
+	struct web_signer_slot *slot = web_slot(web);
+
+	return slot != NULL ? &slot->gate : NULL;
 }
 
 static bool
@@ -408,6 +379,24 @@ const char *
 web_organisation(const struct web *web)
 {
 	return web->organisation;
+}
+
+const char *
+web_base_url(const struct web *web)
+{
+	return web->base_url;
+}
+
+struct web_pages *
+web_pages_of(struct web *web)
+{
+	return web->pages;
+}
+
+struct web_lists *
+web_lists_of(struct web *web)
+{
+	return web->lists;
 }
 
 /* ---- client addresses ---------------------------------------------------- */
@@ -559,7 +548,7 @@ web_proxies_parse(struct web *web, const char *text, struct assent_err *err)
 
 /* ---- rate limit ------------------------------------------------------------ */
 
-static double
+double
 web_seconds(void)
 {
 	struct timespec ts;
@@ -568,30 +557,65 @@ web_seconds(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* May a POST from a go ahead now? Takes a token from its bucket. */
+static void
+web_rate_init(struct web_rate *rate, double per_second, double burst)
+{
+	pthread_mutex_init(&rate->lock, NULL);
+	rate->buckets = xcalloc(WEB_RATE_SLOTS, sizeof(*rate->buckets));
+	rate->per_second = per_second;
+	rate->burst = burst;
+}
+
+static void
+web_rate_free(struct web_rate *rate)
+{
+	pthread_mutex_destroy(&rate->lock);
+	free(rate->buckets);
+}
+
+/* The bytes of a that name one client for the limits: an IPv4
+ * address whole, an IPv6 one by its /64 (a single host is routinely
+ * given a /64, and could otherwise take a fresh bucket per address). */
+static size_t
+web_rate_key(const struct in6_addr *a, const uint8_t **key_r)
+{
+	*key_r = a->s6_addr;
+	return IN6_IS_ADDR_V4MAPPED(a) ? sizeof(a->s6_addr) : 8;
+}
+
+/* May a request from a go ahead now? With charge, it takes a token
+ * from its bucket. */
 static bool
-web_rate_allow(struct web *web, const struct in6_addr *a, bool charge)
+web_rate_allow(struct web_rate *rate, const struct in6_addr *a, bool charge)
 {
 	struct web_bucket *bk;
 	uint32_t h = 2166136261u;
 	double now = web_seconds();
+	const uint8_t *key;
+	size_t len = web_rate_key(a, &key);
 	bool allow;
 
-	for (size_t i = 0; i < sizeof(a->s6_addr); i++)
-		h = (h ^ a->s6_addr[i]) * 16777619u;
-	pthread_mutex_lock(&web->rate_lock);
-	bk = &web->buckets[h % WEB_RATE_SLOTS];
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ key[i]) * 16777619u;
+	pthread_mutex_lock(&rate->lock);
+	bk = &rate->buckets[h % WEB_RATE_SLOTS];
 	if (bk->used)
-		bk->tokens += (now - bk->at) * WEB_RATE_PER_SECOND;
-	if (!bk->used || bk->tokens > WEB_RATE_BURST) {
+		bk->tokens += (now - bk->at) * rate->per_second;
+	if (!bk->used || bk->tokens > rate->burst) {
 		bk->used = true;
-		bk->tokens = WEB_RATE_BURST;
+		bk->tokens = rate->burst;
 	}
 	bk->at = now;
 	if ((allow = bk->tokens >= 1.0) && charge)
 		bk->tokens -= 1.0;
-	pthread_mutex_unlock(&web->rate_lock);
+	pthread_mutex_unlock(&rate->lock);
 	return allow;
+}
+
+bool
+web_costly_allow(struct web *web, const struct web_request *req)
+{
+	return web_rate_allow(&web->signup_rate, req->addr, true);
 }
 
 /* ---- routes ------------------------------------------------------------ */
@@ -614,12 +638,40 @@ web_db_answers(struct web *web)
 	return db_ping(conn) != 0;
 }
 
+/* The database answers: asked at most once in WEB_HEALTH_TTL, across
+ * the threads (a load balancer polling many times a second, or a flood
+ * of /healthz, must not become a flood of queries). */
+static bool
+web_db_healthy(struct web *web)
+{
+	struct web_health *h = &web->health;
+	double now = web_seconds();
+	bool ok, ask;
+
+	pthread_mutex_lock(&h->lock);
+	ok = h->ok;
+	/* Until a first answer is in, each asks for itself. */
+	ask = !h->known || now - h->at >= WEB_HEALTH_TTL;
+	if (ask)
+		h->at = now;    /* the others use the last answer meanwhile */
+	pthread_mutex_unlock(&h->lock);
+	if (!ask)
+		return ok;
+	ok = web_db_answers(web);
+	pthread_mutex_lock(&h->lock);
+	h->ok = ok;
+	h->known = true;
+	h->at = web_seconds();
+	pthread_mutex_unlock(&h->lock);
+	return ok;
+}
+
 static enum MHD_Result
 web_healthz(struct web *web, struct MHD_Connection *conn,
     const struct web_request *req)
 {
 	(void)req;
-	if (web_db_answers(web))
+	if (web_db_healthy(web))
 		return web_reply(conn, MHD_HTTP_OK, "text/plain", "ok\n");
 	return web_reply(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain",
 	    "database unavailable\n");
@@ -667,35 +719,79 @@ web_route(struct web *web, struct MHD_Connection *conn,
 
 		if (!web_path_matches(r->path, req->url))
 			continue;
-		if (web_method_matches(r->method, req->method)) {
-			metrics_set_route(strcmp(r->path, "/u/") == 0 ?
-			    METRICS_UNSUBSCRIBE : strcmp(r->path, "/c/") == 0 ?
-			    METRICS_CONFIRM : strcmp(r->path, "/healthz") == 0 ?
-			    METRICS_HEALTHZ : METRICS_OTHER);
+		if (web_method_matches(r->method, req->method))
 			return r->handler(web, conn, req);
-		}
 		web_allow_add(allow, sizeof(allow), r->method);
 	}
 	if (allow[0] != '\0' && strcmp(req->method, "OPTIONS") == 0)
 		return web_reply_options(conn, allow);
 	if (allow[0] != '\0')
-		return web_reply_405(conn, allow);
-	return web_reply(conn, MHD_HTTP_NOT_FOUND, "text/plain", "not found\n");
+		return web_reply_405(web, conn, allow);
+	return web_not_found(web, conn);
+}
+
+/* Which route url counts under in /metrics. */
+static enum metrics_route
+web_metrics_route(const char *url)
+{
+	if (strncmp(url, "/u/", 3) == 0)
+		return METRICS_UNSUBSCRIBE;
+	if (strncmp(url, "/c/", 3) == 0)
+		return METRICS_CONFIRM;
+	if (strncmp(url, "/s/", 3) == 0)
+		return METRICS_SUBSCRIBE;
+	if (strcmp(url, "/healthz") == 0)
+		return METRICS_HEALTHZ;
+	return METRICS_OTHER;
+}
+
+enum MHD_Result
+web_not_found(struct web *web, struct MHD_Connection *conn)
+{
+	return web_page(web, conn, MHD_HTTP_NOT_FOUND, "Not found",
+	    "<p>There is nothing at this address.</p>\n");
 }
 
 static enum MHD_Result
-web_reply_413(struct MHD_Connection *conn)
+web_reply_413(struct web *web, struct MHD_Connection *conn)
 {
-	return web_page(conn, MHD_HTTP_CONTENT_TOO_LARGE, "Too large",
+	return web_page(web, conn, MHD_HTTP_CONTENT_TOO_LARGE, "Too large",
 	    "<p>The request was too large.</p>\n");
 }
 
-/* The first call: new state; a body announced as too large is refused
- * at once (MHD closes the connection instead of reading it). */
+/* Is a POST to url from addr over a limit already? Then its 429, on
+ * the headers: a flood costs no body read, no parse, no query. Nothing
+ * is charged here (web_dispatch() does that on the last call). */
+static bool
+web_request_limited(struct web *web, struct MHD_Connection *conn,
+    const char *url, const char *method, enum MHD_Result *ret)
+{
+	struct in6_addr addr;
+	char ip[INET6_ADDRSTRLEN];
+	bool posts, signups;
+
+	if (strcmp(method, "POST") != 0)
+		return false;
+	web_client_ip(web, conn, &addr, ip, sizeof(ip));
+	posts = web_rate_allow(&web->post_rate, &addr, false);
+	signups = strncmp(url, "/s/", 3) != 0 ||
+	    web_rate_allow(&web->signup_rate, &addr, false);
+	if (posts && signups)
+		return false;
+	metrics_set_route(web_metrics_route(url));
+	*ret = !posts ? web_reply_429(web, conn, 5) : web_too_many(web, conn);
+	return true;
+}
+
+/* The first call: new state; a body announced as too large, or a POST
+ * from a client over its limit, is refused at once (MHD closes the
+ * connection instead of reading the body). */
 static enum MHD_Result
-web_request_begin(struct MHD_Connection *conn, void **req_cls)
+web_request_begin(struct web *web, struct MHD_Connection *conn,
+    const char *url, const char *method, void **req_cls)
 {
 	struct web_state *st = xcalloc(1, sizeof(*st));
+	enum MHD_Result ret;
 	const char *cl;
 
 	buf_init(&st->body);
@@ -704,7 +800,12 @@ web_request_begin(struct MHD_Connection *conn, void **req_cls)
 	    MHD_HTTP_HEADER_CONTENT_LENGTH);
 	if (cl != NULL && strtoull(cl, NULL, 10) > WEB_BODY_MAX) {
 		st->too_large = st->answered = true;
-		return web_reply_413(conn);
+		metrics_set_route(web_metrics_route(url));
+		return web_reply_413(web, conn);
+	}
+	if (web_request_limited(web, conn, url, method, &ret)) {
+		st->answered = true;
+		return ret;
 	}
 	return MHD_YES;
 }
@@ -745,32 +846,39 @@ web_dispatch(void *cls, struct MHD_Connection *conn, const char *url,
 	/* The first call carries only the headers: answering now would
 	 * make MHD close the connection (wanted for a body too large). */
 	if (st == NULL)
-		return web_request_begin(conn, req_cls);
+		return web_request_begin(web, conn, url, method, req_cls);
 	if (st->answered) {
 		*upload_data_size = 0;
 		return MHD_YES;
 	}
 	if (*upload_data_size != 0)
 		return web_request_body(st, upload_data, upload_data_size);
+	metrics_set_route(web_metrics_route(url));
 	if (st->too_large)
-		return web_reply_413(conn);
+		return web_reply_413(web, conn);
 	web_client_ip(web, conn, &addr, ip, sizeof(ip));
 	/* Only POSTs with a bad token use up the client's allowance: a
 	 * mailbox provider's one-click POSTs after a big campaign come from
 	 * few addresses, are idempotent and cannot be forged, and one it
 	 * does not retry would be an unsubscribe lost. */
 	post = strcmp(method, "POST") == 0;
-	if (post && !web_rate_allow(web, &addr, false))
-		return web_reply_429(conn);
+	if (post && !web_rate_allow(&web->post_rate, &addr, false))
+		return web_reply_429(web, conn, 5);
+	/* Every POST to the subscribe form counts: a flood of sign-ups is
+	 * made of valid requests. */
+	if (post && strncmp(url, "/s/", 3) == 0 &&
+	    !web_rate_allow(&web->signup_rate, &addr, true))
+		return web_too_many(web, conn);
 	req.url = url;
 	req.method = method;
 	req.body = st->body.data != NULL ? st->body.data : "";
 	req.body_len = st->body.len;
 	req.ip = ip;
+	req.addr = &addr;
 	web_refused = false;
 	ret = web_route(web, conn, &req);
 	if (post && web_refused)
-		web_rate_allow(web, &addr, true);
+		web_rate_allow(&web->post_rate, &addr, true);
 	return ret;
 }
 
@@ -808,7 +916,8 @@ web_mhd_log(void *cls, const char *fmt, va_list ap)
 	log_warnx("http: %s", msg);
 	pthread_mutex_lock(&web->log_lock);
 	if (web->starting)
-		snprintf(web->start_error, sizeof(web->start_error), "%s", msg);
+		snprintf(web->start_error, sizeof(web->start_error), "%.*s",
+		    (int)sizeof(web->start_error) - 1, msg);
 	pthread_mutex_unlock(&web->log_lock);
 }
 
@@ -833,6 +942,19 @@ web_address(const struct assent_conf *conf, struct addrinfo **ai_r,
 	return 0;
 }
 
+static unsigned int
+web_threads(void)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	long n = cpus > 0 ? cpus * WEB_THREADS_PER_CPU : WEB_THREADS_MIN;
+
+	if (n < WEB_THREADS_MIN)
+		n = WEB_THREADS_MIN;
+	if (n > WEB_THREADS_MAX)
+		n = WEB_THREADS_MAX;
+	return (unsigned int)n;
+}
+
 static struct MHD_Daemon *
 web_mhd_start(struct web *web, const struct addrinfo *ai)
 {
@@ -846,7 +968,7 @@ web_mhd_start(struct web *web, const struct addrinfo *ai)
 	return MHD_start_daemon(flags, 0, NULL, NULL, web_dispatch, web,
 	    MHD_OPTION_EXTERNAL_LOGGER, web_mhd_log, web,
 	    MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-	    MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)WEB_THREADS,
+	    MHD_OPTION_THREAD_POOL_SIZE, web_threads(),
 	    MHD_OPTION_CONNECTION_LIMIT, (unsigned int)WEB_CONN_LIMIT,
 	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)WEB_PER_IP_LIMIT,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)WEB_TIMEOUT_SECONDS,
@@ -863,14 +985,20 @@ web_new(const struct assent_conf *conf)
 	web->confirm_ttl = conf->tokens_confirm_ttl;
 	web->organisation = xstrdup(conf->sender_organisation != NULL ?
 	    conf->sender_organisation : "");
+	web->base_url = xstrdup(conf->http_base_url != NULL ?
+	    conf->http_base_url : "");
+	web->gmail_mailbox_key = conf->suppress_gmail_mailbox_key;
 	web->keys_path = xstrdup(conf->tokens_keys_file);
 	if (pthread_key_create(&web->db_key, web_db_release) != 0 ||
 	    pthread_key_create(&web->signer_key, web_signer_release) != 0)
 		fatalx("web: cannot create a thread key");
 	pthread_mutex_init(&web->log_lock, NULL);
 	pthread_mutex_init(&web->keys_lock, NULL);
-	pthread_mutex_init(&web->rate_lock, NULL);
-	web->buckets = xcalloc(WEB_RATE_SLOTS, sizeof(*web->buckets));
+	pthread_mutex_init(&web->health.lock, NULL);
+	web->lists = web_lists_new();
+	web_rate_init(&web->post_rate, WEB_RATE_PER_SECOND, WEB_RATE_BURST);
+	web_rate_init(&web->signup_rate, WEB_SIGNUP_PER_SECOND,
+	    WEB_SIGNUP_BURST);
 	return web;
 }
 
@@ -880,12 +1008,16 @@ web_free(struct web *web)
 	pthread_key_delete(web->db_key);
 	pthread_key_delete(web->signer_key);
 	pthread_mutex_destroy(&web->log_lock);
-	pthread_mutex_destroy(&web->rate_lock);
 	pthread_mutex_destroy(&web->keys_lock);
+	pthread_mutex_destroy(&web->health.lock);
+	web_rate_free(&web->post_rate);
+	web_rate_free(&web->signup_rate);
+	web_pages_free(web->pages);
 	keys_free(web->keys);
+	web_lists_free(web->lists);
 	free(web->keys_path);
-	free(web->buckets);
 	free(web->proxies);
+	free(web->base_url);
 	free(web->organisation);
 	free(web->dsn);
 	free(web);
@@ -925,7 +1057,8 @@ web_start(const struct assent_conf *conf, struct web **web_r,
 	web_endpoint(ai, conf, endpoint, sizeof(endpoint));
 	web = web_new(conf);
 	if (web_proxies_parse(web, conf->http_trusted_proxies != NULL ?
-	    conf->http_trusted_proxies : "", err) == -1) {
+	    conf->http_trusted_proxies : "", err) == -1 ||
+	    web_pages_new(conf, &web->pages, err) == -1) {
 		freeaddrinfo(ai);
 		web_free(web);
 		return -1;

@@ -139,6 +139,11 @@ static const struct conf_setting conf_settings[] = {
 	  .check = conf_check_proxies,
 	  .description = "comma-separated IP addresses of reverse proxies whose "
 	  "X-Forwarded-For names the client; empty: none" },
+	{ .path = "http.page_template", .type = CONF_STRING,
+	  .offset = OFF(http_page_template), .def_string = "",
+	  .check = conf_check_absolute,
+	  .description = "HTML template every public page is rendered in "
+	  "(fields title, content, list, sender.*); empty for the built-in one" },
 
 	{ .path = "tokens.keys_file", .type = CONF_STRING,
 	  .offset = OFF(tokens_keys_file), .def_string = "/etc/assent/keys.conf",
@@ -208,6 +213,25 @@ static const struct conf_setting conf_settings[] = {
 	  .offset = OFF(sender_bounce_domain), .def_string = "",
 	  .check = conf_check_domain,
 	  .description = "domain of the envelope sender (VERP) that gets bounces" },
+
+	{ .path = "signup.from", .type = CONF_STRING, .offset = OFF(signup_from),
+	  .def_string = "", .check = conf_check_from,
+	  .description = "From of confirmation requests; empty for sender.from" },
+	{ .path = "signup.confirm_subject", .type = CONF_STRING,
+	  .offset = OFF(signup_confirm_subject),
+	  .def_string = "Please confirm your subscription to {{ list }}",
+	  .flags = CONF_NONEMPTY,
+	  .description = "subject template of confirmation requests" },
+	{ .path = "signup.confirm_text", .type = CONF_STRING,
+	  .offset = OFF(signup_confirm_text), .def_string = "",
+	  .check = conf_check_absolute,
+	  .description = "text template file of confirmation requests (must hold "
+	  "{{ confirm_url }}); empty for the built-in one" },
+	{ .path = "signup.confirm_html", .type = CONF_STRING,
+	  .offset = OFF(signup_confirm_html), .def_string = "",
+	  .check = conf_check_absolute,
+	  .description = "HTML template file of confirmation requests; empty "
+	  "for text only" },
 };
 
 #define CONF_NSETTINGS (sizeof(conf_settings) / sizeof(conf_settings[0]))

@@ -10,6 +10,8 @@
 /* The columns lists_show() and lists_all() give, one row per list. */
 #define LISTS_SELECT \
 	"SELECT l.name, l.description, l.double_optin," \
+	" l.form_consent_text AS form_consent," \
+	" array_to_string(l.form_attrs, ',') AS form_attrs," \
 	" to_char(l.created_at, 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS created_at," \
 	" count(*) FILTER (WHERE s.status = 'pending') AS pending," \
 	" count(*) FILTER (WHERE s.status = 'confirmed') AS confirmed," \
@@ -37,6 +39,67 @@ lists_create(PGconn *conn, const char *name, const char *description,
 			return err_set(err, EX_DATAERR, "list \"%s\" exists already", name);
 		return -1;
 	}
+	return 0;
+}
+
+/* Keys as attr.KEY names them, comma-separated. */
+static int
+lists_check_attrs(const char *attrs, struct assent_err *err)
+{
+	const char *p = attrs, *e;
+	size_t n = 0, len;
+
+	if (*attrs == '\0')
+		return 0;
+	for (;;) {
+		e = p + strcspn(p, ",");
+		len = (size_t)(e - p);
+		if (len == 0 || len > 64 || strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+		    "abcdefghijklmnopqrstuvwxyz0123456789_-") < len)
+			return err_set(err, EX_DATAERR, "form attributes: \"%.*s\" is "
+			    "not a key (1-64 of A-Z a-z 0-9 _ -)", (int)(len > 64 ? 64 :
+			    len), p);
+		if (++n > 32)
+			return err_set(err, EX_DATAERR, "form attributes: at most 32");
+		if (*e == '\0')
+			return 0;
+		p = e + 1;
+	}
+}
+
+int
+lists_edit(PGconn *conn, const char *name, const struct lists_change *c,
+    struct assent_err *err)
+{
+	const char *params[] = { name, c->description,
+	    c->double_optin < 0 ? NULL : c->double_optin ? "t" : "f",
+	    c->form_consent, c->form_attrs };
+	PGresult *res;
+	long n;
+
+	if (text_check_list_name(name, err) == -1 ||
+	    (c->description != NULL && text_check_line(c->description, 1000, true,
+	    "description", err) == -1) ||
+	    (c->form_attrs != NULL && lists_check_attrs(c->form_attrs, err) == -1))
+		return -1;
+	if (db_exec(conn, &res, err, "UPDATE lists SET"
+	    " description = coalesce($2, description),"
+	    " double_optin = coalesce($3::boolean, double_optin),"
+	    " form_consent_text = CASE WHEN $4::text IS NULL THEN form_consent_text"
+	    "   ELSE nullif($4, '') END,"
+	    " form_attrs = CASE WHEN $5::text IS NULL THEN form_attrs"
+	    "   ELSE coalesce(string_to_array(nullif($5, ''), ','), '{}') END"
+	    " WHERE lower(name) = lower($1) AND removed_at IS NULL", 5, params) == -1) {
+		if (strcmp(db_last_sqlstate(), "23503") == 0)
+			return err_set(err, EX_DATAERR, "unknown consent text \"%.64s\" "
+			    "(see \"assent consent-text ls\")", c->form_consent);
+		return -1;
+	}
+	n = strtol(PQcmdTuples(res), NULL, 10);
+	PQclear(res);
+	if (n == 0)
+		return err_set(err, EX_DATAERR, "unknown list \"%s\" "
+		    "(see \"assent list ls\")", name);
 	return 0;
 }
 

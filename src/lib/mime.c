@@ -241,11 +241,16 @@ mime_check(const struct mime_message *m, struct assent_err *err)
 	if (mime_check_dot_atom(m->message_id, MIME_ID_LEFT_MAX, "Message-ID",
 	    err) == -1)
 		return -1;
-	if (mime_check_text(m->list_name, MIME_NAME_MAX, true, "list name",
-	    err) == -1 ||
-	    mime_check_dot_atom(m->list_id, 255, "List-Id", err) == -1)
+	/* a notice (not list mail) has neither List-Id nor List-Unsubscribe */
+	if (m->list_id != NULL && (mime_check_text(m->list_name, MIME_NAME_MAX,
+	    true, "list name", err) == -1 ||
+	    mime_check_dot_atom(m->list_id, 255, "List-Id", err) == -1))
 		return -1;
-	if (mime_check_url(m->unsubscribe_url, err) == -1)
+	if (m->unsubscribe_url == NULL && m->unsubscribe_mailto != NULL)
+		return err_set(err, EX_DATAERR, "invalid List-Unsubscribe URL: "
+		    "empty (a mailto goes with a URL)");
+	if (m->unsubscribe_url != NULL && mime_check_url(m->unsubscribe_url,
+	    err) == -1)
 		return -1;
 	if (m->unsubscribe_mailto != NULL && mime_check_address(
 	    m->unsubscribe_mailto, "List-Unsubscribe mailto address", err) == -1)
@@ -585,19 +590,23 @@ mime_headers(const struct mime_message *m, struct buf *b)
 	mime_hdr_begin(&h, b, "Message-ID");
 	mime_hdr_message_id(&h, m->message_id, strchr(m->from.address, '@') + 1);
 	mime_hdr_end(&h);
-	mime_hdr_begin(&h, b, "List-Id");
-	if (m->list_name != NULL && m->list_name[0] != '\0')
-		mime_hdr_phrase(&h, m->list_name);
-	mime_hdr_angle(&h, "", m->list_id, "");
-	mime_hdr_end(&h);
-	mime_hdr_begin(&h, b, "List-Unsubscribe");
-	mime_hdr_angle(&h, "", m->unsubscribe_url,
-	    m->unsubscribe_mailto != NULL ? "," : "");
-	if (m->unsubscribe_mailto != NULL)
-		mime_hdr_angle(&h, "mailto:", m->unsubscribe_mailto, "");
-	mime_hdr_end(&h);
-	buf_add_str(b, "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
-	    "MIME-Version: 1.0\r\n");
+	if (m->list_id != NULL) {
+		mime_hdr_begin(&h, b, "List-Id");
+		if (m->list_name != NULL && m->list_name[0] != '\0')
+			mime_hdr_phrase(&h, m->list_name);
+		mime_hdr_angle(&h, "", m->list_id, "");
+		mime_hdr_end(&h);
+	}
+	if (m->unsubscribe_url != NULL) {
+		mime_hdr_begin(&h, b, "List-Unsubscribe");
+		mime_hdr_angle(&h, "", m->unsubscribe_url,
+		    m->unsubscribe_mailto != NULL ? "," : "");
+		if (m->unsubscribe_mailto != NULL)
+			mime_hdr_angle(&h, "mailto:", m->unsubscribe_mailto, "");
+		mime_hdr_end(&h);
+		buf_add_str(b, "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n");
+	}
+	buf_add_str(b, "MIME-Version: 1.0\r\n");
 }
 
 /* --- bodies: quoted-printable ------------------------------------------ */

@@ -119,38 +119,208 @@ optout_describe(PGconn *conn, const struct token *t, struct optout_result *r,
 	return 0;
 }
 
-/* End the subscriptions (one list, or all) with their ledger events;
- * *ended_r gets how many. */
-static int
-optout_end(PGconn *conn, const struct optout_target *o, bool all,
-    const struct ledger_event *proto, long *ended_r, struct assent_err *err)
+/*
+ * An unsubscribe is one call of optout_unsubscribe_apply() (see
+ * sql/0007_speed.sql): it locks the subscriber, looks up the list, ends
+ * the subscription(s) with their ledger events and marks the delivery,
+ * in one round trip. Sent alone it is its own transaction; an
+ * unsubscribe from everything wraps it in one with the suppression
+ * entry. Parameters: subscriber, list, campaign, all, the token is for
+ * every list, channel, source, ip, user agent, refuse.
+ */
+#define OPTOUT_APPLY_SQL \
+	"SELECT email_key, known, list_name, sub_status, ended, refused" \
+	" FROM optout_unsubscribe_apply($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+
+/* What optout_unsubscribe_apply() answered. */
+struct optout_applied {
+	bool present;           /* the subscriber is there, not erased (o->key) */
+	bool refused;           /* the evidence can't go into the ledger */
+	long ended;             /* subscriptions ended */
+};
+
+/* The evidence of an unsubscribe as its ledger events keep it. */
+static void
+optout_unsubscribe_evidence(const struct optout_evidence *ev,
+    struct optout_target *o, struct ledger_evidence *le_ev)
 {
-	const char *params[] = { o->subscriber, o->list };
-	struct ledger_event le = *proto;
+	memset(le_ev, 0, sizeof(*le_ev));
+	le_ev->source = strcmp(ev->channel, "mailto") == 0 ?
+	    "unsubscribe mail" : "unsubscribe link";
+	le_ev->ip = ev->ip;
+	le_ev->user_agent = optout_user_agent(ev->user_agent, o->ua);
+}
+
+static void
+optout_applied_read(const PGresult *res, struct optout_target *o,
+    struct optout_result *r, struct optout_applied *a)
+{
+	a->present = !PQgetisnull(res, 0, 0);
+	snprintf(o->key, sizeof(o->key), "%s", PQgetvalue(res, 0, 0));
+	r->known = PQgetvalue(res, 0, 1)[0] == 't';
+	snprintf(r->list_name, sizeof(r->list_name), "%s", PQgetvalue(res, 0, 2));
+	snprintf(r->status, sizeof(r->status), "%s", PQgetvalue(res, 0, 3));
+	a->ended = atol(PQgetvalue(res, 0, 4));
+	a->refused = PQgetvalue(res, 0, 5)[0] == 't';
+}
+
+/*
+ * The statement is prepared once per connection (server session). A
+ * per-thread registry remembers the sessions that have it, by PGconn and
+ * backend pid, as the suppression gate's does (a connection belongs to
+ * one thread). Preparing happens outside any transaction, where a
+ * failure costs nothing: "already there" (42P05) is success, and a
+ * session that lacks it after all (a recycled PGconn and pid: 26000) is
+ * prepared and run once more, which is safe as nothing ran.
+ */
+#define OPTOUT_STMT "assent_optout_unsubscribe"
+#define OPTOUT_REGISTRY 8
+
+static __thread struct {
+	const PGconn *conn;
+	int pid;
+} optout_registry[OPTOUT_REGISTRY];
+static __thread unsigned optout_registry_next;
+
+static int
+optout_registry_find(const PGconn *conn)
+{
+	int pid = PQbackendPID(conn);
+
+	for (int i = 0; i < OPTOUT_REGISTRY; i++)
+		if (optout_registry[i].conn == conn && optout_registry[i].pid == pid)
+			return i;
+	return -1;
+}
+
+/* What db_exec() would say of a failed result (see db.h): the first
+ * line of the server's message and the same sysexits code. */
+static int
+optout_db_failed(PGconn *conn, const PGresult *res, struct assent_err *err)
+{
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	const char *msg = PQresultErrorMessage(res);
+	int code = EX_SOFTWARE;
+
+	if (msg == NULL || msg[0] == '\0')
+		msg = PQerrorMessage(conn);
+	if (strncmp(msg, "ERROR:  ", 8) == 0)
+		msg += 8;
+	if (state == NULL)
+		state = "";
+	if (PQstatus(conn) != CONNECTION_OK)
+		code = EX_UNAVAILABLE;
+	else if (strcmp(state, "23000") == 0)
+		code = EX_SOFTWARE;
+	else if (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0)
+		code = EX_DATAERR;
+	else if (strncmp(state, "40", 2) == 0 || strncmp(state, "53", 2) == 0 ||
+	    strcmp(state, "57014") == 0)
+		code = EX_TEMPFAIL;
+	else if (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0)
+		code = EX_UNAVAILABLE;
+	return err_set(err, code, "database: %.*s", (int)strcspn(msg, "\n"), msg);
+}
+
+static bool
+optout_result_is(const PGresult *res, const char *state)
+{
+	const char *s = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+	return s != NULL && strcmp(s, state) == 0;
+}
+
+static int
+optout_prepare(PGconn *conn, struct assent_err *err)
+{
 	PGresult *res;
-	int rc = 0;
+	unsigned i;
 
-	*ended_r = 0;
-	if (db_exec(conn, &res, err, all ?
-	    "SELECT list_id, status FROM subscriptions WHERE subscriber_id = $1"
-	    " AND status <> 'unsubscribed' AND $2::text IS NOT NULL ORDER BY list_id" :
-	    "SELECT list_id, status FROM subscriptions WHERE subscriber_id = $1"
-	    " AND list_id = $2 AND status <> 'unsubscribed'", 2, params) == -1)
+	if (optout_registry_find(conn) >= 0)
+		return 0;
+	res = PQprepare(conn, OPTOUT_STMT, OPTOUT_APPLY_SQL, 0, NULL);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK &&
+	    !optout_result_is(res, "42P05")) {
+		optout_db_failed(conn, res, err);
+		PQclear(res);
 		return -1;
-	for (int i = 0; rc == 0 && i < PQntuples(res); i++) {
-		const char *up[] = { o->subscriber, PQgetvalue(res, i, 0) };
-
-		le.list_id = up[1];
-		le.status_before = PQgetvalue(res, i, 1);
-		rc = ledger_append(conn, &le, err);
-		if (rc == 0)
-			rc = db_exec(conn, NULL, err, "UPDATE subscriptions SET status ="
-			    " 'unsubscribed', updated_at = now() WHERE subscriber_id = $1"
-			    " AND list_id = $2", 2, up);
-		(*ended_r)++;
 	}
 	PQclear(res);
-	return rc;
+	i = optout_registry_next++ % OPTOUT_REGISTRY;
+	optout_registry[i].conn = conn;
+	optout_registry[i].pid = PQbackendPID(conn);
+	return 0;
+}
+
+/* Run the prepared statement, outside a transaction: it is one. */
+static int
+optout_exec_prepared(PGconn *conn, const char *const *params, PGresult **res_r,
+    struct assent_err *err)
+{
+	PGresult *res;
+	int i;
+
+	for (int attempt = 0; attempt < 2; attempt++) {
+		if (optout_prepare(conn, err) == -1)
+			return -1;
+		res = PQexecPrepared(conn, OPTOUT_STMT, 10, params, NULL, NULL, 0);
+		if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+			*res_r = res;
+			return 0;
+		}
+		if (attempt > 0 || !optout_result_is(res, "26000"))
+			break;
+		if ((i = optout_registry_find(conn)) >= 0)
+			optout_registry[i].conn = NULL;
+		PQclear(res);
+	}
+	optout_db_failed(conn, res, err);
+	PQclear(res);
+	return -1;
+}
+
+/* Lock, look, end and mark (all: every list) in one statement: inside
+ * the caller's transaction when all, else as a transaction of its own.
+ * Evidence the ledger can't take fails with ledger_evidence_check()'s
+ * error where an event would be appended (nothing is changed then), as
+ * ledger_append() did. */
+static int
+optout_apply(PGconn *conn, const struct token *t, bool all,
+    const struct optout_evidence *ev, struct optout_target *o,
+    struct optout_result *r, struct optout_applied *a, struct assent_err *err)
+{
+	struct ledger_evidence le_ev;
+	struct assent_err unfit;
+	const char *params[10];
+	PGresult *res;
+	bool refuse;
+	int rc;
+
+	optout_unsubscribe_evidence(ev, o, &le_ev);
+	refuse = ledger_evidence_check(&le_ev, &unfit) == -1;
+	params[0] = o->subscriber;
+	params[1] = o->list;
+	params[2] = o->campaign;
+	params[3] = all ? "t" : "f";
+	params[4] = t->all_lists ? "t" : "f";
+	params[5] = ev->channel;
+	params[6] = le_ev.source;
+	params[7] = le_ev.ip;
+	params[8] = le_ev.user_agent;
+	params[9] = refuse ? "t" : "f";
+	if (all)
+		rc = db_exec(conn, &res, err, OPTOUT_APPLY_SQL, 10, params);
+	else
+		rc = optout_exec_prepared(conn, params, &res, err);
+	if (rc == -1)
+		return -1;
+	optout_applied_read(res, o, r, a);
+	PQclear(res);
+	if (a->refused) {
+		*err = unfit;
+		return -1;
+	}
+	return 0;
 }
 
 /* Everything: the address on the global suppression list too. */
@@ -186,32 +356,45 @@ optout_mark_delivery(PGconn *conn, const struct optout_target *o,
 	    " AND unsubscribed_at IS NULL", 2, params);
 }
 
+/* One list: a single statement, its own transaction. */
 static int
-optout_unsubscribe_locked(PGconn *conn, const struct token *t, bool all,
+optout_unsubscribe_list(PGconn *conn, const struct token *t,
     const struct optout_evidence *ev, struct optout_target *o,
     struct optout_result *r, struct assent_err *err)
 {
-	struct ledger_evidence le_ev = { .source = "unsubscribe link",
-	    .ip = ev->ip, .user_agent = optout_user_agent(ev->user_agent, o->ua) };
-	struct ledger_event proto = { .subscriber_id = o->subscriber,
-	    .action = "unsubscribe", .channel = ev->channel,
-	    .status_after = "unsubscribed", .evidence = &le_ev };
-	bool added = false;
-	long ended;
+	struct optout_applied a;
 
-	if (strcmp(ev->channel, "mailto") == 0)
-		le_ev.source = "unsubscribe mail";
-	if (optout_look(conn, t, o, r, err) == -1)
+	if (optout_apply(conn, t, false, ev, o, r, &a, err) == -1)
 		return -1;
-	if (o->key[0] == '\0') {
+	if (!a.present) {
 		r->known = false;       /* erased: nothing to do, and nothing told */
 		return 0;
 	}
-	if (optout_end(conn, o, all, &proto, &ended, err) == -1 ||
-	    (all && optout_suppress(conn, o, ev, &added, err) == -1))
+	r->changed = a.ended > 0;
+	snprintf(r->status, sizeof(r->status), "unsubscribed");
+	return 0;
+}
+
+/* Every list, and the address suppressed, in one transaction. The
+ * delivery was marked already when a subscription ended. */
+static int
+optout_unsubscribe_all(PGconn *conn, const struct token *t,
+    const struct optout_evidence *ev, struct optout_target *o,
+    struct optout_result *r, struct assent_err *err)
+{
+	struct optout_applied a;
+	bool added = false;
+
+	if (optout_apply(conn, t, true, ev, o, r, &a, err) == -1)
 		return -1;
-	r->changed = ended > 0 || added;
-	if (r->changed && optout_mark_delivery(conn, o, err) == -1)
+	if (!a.present) {
+		r->known = false;
+		return 0;
+	}
+	if (optout_suppress(conn, o, ev, &added, err) == -1)
+		return -1;
+	r->changed = a.ended > 0 || added;
+	if (added && a.ended == 0 && optout_mark_delivery(conn, o, err) == -1)
 		return -1;
 	snprintf(r->status, sizeof(r->status), "unsubscribed");
 	return 0;
@@ -227,17 +410,22 @@ optout_unsubscribe(PGconn *conn, const struct token *t, bool all,
 	memset(r, 0, sizeof(*r));
 	optout_ids(t, &o);
 	all = all || t->all_lists;
+	if (!all) {
+		if (optout_unsubscribe_list(conn, t, ev, &o, r, err) == -1) {
+			memset(r, 0, sizeof(*r));
+			return -1;
+		}
+		return 0;
+	}
 	if (db_begin(conn, err) == -1)
 		return -1;
-	if (optout_lock(conn, &o, err) == -1 ||
-	    optout_unsubscribe_locked(conn, t, all, ev, &o, r, err) == -1 ||
+	if (optout_unsubscribe_all(conn, t, ev, &o, r, err) == -1 ||
 	    db_commit(conn, err) == -1) {
 		db_rollback(conn);
 		memset(r, 0, sizeof(*r));
 		return -1;
 	}
-	if (all)
-		r->list_name[0] = '\0';
+	r->list_name[0] = '\0';
 	return 0;
 }
 

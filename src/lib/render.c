@@ -20,6 +20,29 @@ enum render_field {
 	RENDER_MANAGE_URL,
 	RENDER_POSTAL_ADDRESS,
 	RENDER_ORGANISATION,
+	RENDER_LIST,
+	RENDER_CONFIRM_URL,
+	RENDER_TITLE,
+	RENDER_CONTENT,
+};
+
+/* What each kind is: a one-line header, HTML (values escaped), and the
+ * fields it must hold. */
+#define RENDER_NKINDS (RENDER_PAGE + 1)
+static const struct {
+	bool one_line;
+	bool html;
+	enum render_field required[2];  /* RENDER_LITERAL: none */
+} render_kinds[RENDER_NKINDS] = {
+	[RENDER_SUBJECT] = { true, false, { 0, 0 } },
+	[RENDER_TEXT] = { false, false,
+	    { RENDER_UNSUBSCRIBE_URL, RENDER_POSTAL_ADDRESS } },
+	[RENDER_HTML] = { false, true,
+	    { RENDER_UNSUBSCRIBE_URL, RENDER_POSTAL_ADDRESS } },
+	[RENDER_NOTICE_SUBJECT] = { true, false, { 0, 0 } },
+	[RENDER_NOTICE_TEXT] = { false, false, { RENDER_CONFIRM_URL, 0 } },
+	[RENDER_NOTICE_HTML] = { false, true, { RENDER_CONFIRM_URL, 0 } },
+	[RENDER_PAGE] = { false, true, { RENDER_CONTENT, 0 } },
 };
 
 /* A literal span of the template, or a field. A literal points into the
@@ -43,18 +66,41 @@ struct render_template {
 	size_t nfields;
 };
 
+/* Which kinds may use a field. */
+#define K(k) (1u << (k))
+#define RENDER_CAMPAIGN (K(RENDER_SUBJECT) | K(RENDER_TEXT) | K(RENDER_HTML))
+#define RENDER_NOTICE (K(RENDER_NOTICE_SUBJECT) | K(RENDER_NOTICE_TEXT) | \
+	K(RENDER_NOTICE_HTML))
+
 static const struct {
 	const char *name;
 	enum render_field field;
 	bool takes_default;
+	unsigned int kinds;
+	const char *name_in_text;       /* for "a body has no {{ ... }}" */
 } render_fields[] = {
-	{ "name", RENDER_NAME, true },
-	{ "email", RENDER_EMAIL, false },
-	{ "unsubscribe_url", RENDER_UNSUBSCRIBE_URL, false },
-	{ "manage_url", RENDER_MANAGE_URL, false },
-	{ "sender.postal_address", RENDER_POSTAL_ADDRESS, false },
-	{ "sender.organisation", RENDER_ORGANISATION, false },
+	{ "name", RENDER_NAME, true, RENDER_CAMPAIGN | RENDER_NOTICE, NULL },
+	{ "email", RENDER_EMAIL, false, RENDER_CAMPAIGN | RENDER_NOTICE, NULL },
+	{ "unsubscribe_url", RENDER_UNSUBSCRIBE_URL, false,
+	  K(RENDER_TEXT) | K(RENDER_HTML),
+	  "{{ unsubscribe_url }} (every message needs an unsubscribe link)" },
+	{ "manage_url", RENDER_MANAGE_URL, false,
+	  K(RENDER_TEXT) | K(RENDER_HTML), NULL },
+	{ "sender.postal_address", RENDER_POSTAL_ADDRESS, false,
+	  RENDER_CAMPAIGN | RENDER_NOTICE | K(RENDER_PAGE),
+	  "{{ sender.postal_address }} (every message needs the sender's "
+	  "postal address)" },
+	{ "sender.organisation", RENDER_ORGANISATION, false,
+	  RENDER_CAMPAIGN | RENDER_NOTICE | K(RENDER_PAGE), NULL },
+	{ "list", RENDER_LIST, false, RENDER_NOTICE | K(RENDER_PAGE), NULL },
+	{ "confirm_url", RENDER_CONFIRM_URL, false,
+	  K(RENDER_NOTICE_TEXT) | K(RENDER_NOTICE_HTML),
+	  "{{ confirm_url }} (a confirmation request needs its link)" },
+	{ "title", RENDER_TITLE, false, K(RENDER_PAGE), NULL },
+	{ "content", RENDER_CONTENT, false, K(RENDER_PAGE),
+	  "{{ content }} (where the page's own text goes)" },
 };
+#define RENDER_NFIELDS (sizeof(render_fields) / sizeof(render_fields[0]))
 
 #define RENDER_ATTR_PREFIX "attr."
 
@@ -193,42 +239,43 @@ render_parse_default(const char *text, const char **pp, char **def_r,
 
 /* Which field name (n bytes at s) is; -1 for none. */
 static int
-render_lookup(const char *s, size_t n, enum render_field *field_r,
-    bool *takes_default_r)
+render_lookup(const char *s, size_t n, enum render_kind kind,
+    enum render_field *field_r, bool *takes_default_r)
 {
 	size_t plen = strlen(RENDER_ATTR_PREFIX);
 
-	for (size_t i = 0; i < sizeof(render_fields) / sizeof(render_fields[0]);
-	    i++)
+	for (size_t i = 0; i < RENDER_NFIELDS; i++)
 		if (strlen(render_fields[i].name) == n &&
 		    memcmp(render_fields[i].name, s, n) == 0) {
 			*field_r = render_fields[i].field;
 			*takes_default_r = render_fields[i].takes_default;
-			return 0;
+			return (render_fields[i].kinds & K(kind)) ? 0 : 1;
 		}
 	if (n > plen && n - plen <= RENDER_ATTR_KEY_MAX &&
 	    memcmp(s, RENDER_ATTR_PREFIX, plen) == 0 &&
 	    memchr(s + plen, '.', n - plen) == NULL) {
 		*field_r = RENDER_ATTR;
 		*takes_default_r = true;
-		return 0;
+		return ((RENDER_CAMPAIGN | RENDER_NOTICE) & K(kind)) ? 0 : 1;
 	}
 	return -1;
 }
 
-static int
-render_check_kind(const char *text, const char *at, enum render_kind kind,
-    enum render_field field, struct assent_err *err)
+static const char *
+render_kind_name(enum render_kind kind)
 {
-	if (kind != RENDER_SUBJECT)
-		return 0;
-	if (field == RENDER_UNSUBSCRIBE_URL)
-		return render_fail(text, at, err, "a subject may not contain "
-		    "unsubscribe_url");
-	if (field == RENDER_MANAGE_URL)
-		return render_fail(text, at, err, "a subject may not contain "
-		    "manage_url");
-	return 0;
+	switch (kind) {
+	case RENDER_SUBJECT:
+	case RENDER_NOTICE_SUBJECT:
+		return "a subject";
+	case RENDER_PAGE:
+		return "a page";
+	case RENDER_NOTICE_TEXT:
+	case RENDER_NOTICE_HTML:
+		return "a confirmation request";
+	default:
+		return "a campaign body";
+	}
 }
 
 /* Parse the field whose "{{" is at open; *pp ends after its "}}". */
@@ -253,13 +300,16 @@ render_parse_field(struct render_template *tpl, const char *open,
 			return render_fail(text, open, err, "unterminated \"{{\"");
 		return render_fail(text, name, err, "a field name is missing");
 	}
-	if (render_lookup(name, n, &field, &takes_default) == -1) {
+	switch (render_lookup(name, n, tpl->kind, &field, &takes_default)) {
+	case -1:
 		snprintf(msg, sizeof(msg), "unknown field \"%s\"",
 		    text_quote(name, n, q, sizeof(q)));
 		return render_fail(text, name, err, msg);
+	case 1:
+		snprintf(msg, sizeof(msg), "%s may not contain %s",
+		    render_kind_name(tpl->kind), text_quote(name, n, q, sizeof(q)));
+		return render_fail(text, name, err, msg);
 	}
-	if (render_check_kind(text, name, tpl->kind, field, err) == -1)
-		return -1;
 	p = render_skip_space(p);
 	if (*p == '|') {
 		if (!takes_default)
@@ -286,7 +336,7 @@ render_parse_field(struct render_template *tpl, const char *open,
 	if (field == RENDER_ATTR)
 		part->key = xstrndup(name + strlen(RENDER_ATTR_PREFIX),
 		    n - strlen(RENDER_ATTR_PREFIX));
-	if (def != NULL && tpl->kind == RENDER_HTML) {
+	if (def != NULL && render_kinds[tpl->kind].html) {
 		struct buf b;
 
 		buf_init(&b);
@@ -328,19 +378,27 @@ render_has_field(const struct render_template *tpl, enum render_field field)
 	return false;
 }
 
+static const char *
+render_field_text(enum render_field field)
+{
+	for (size_t i = 0; i < RENDER_NFIELDS; i++)
+		if (render_fields[i].field == field)
+			return render_fields[i].name_in_text;
+	return "?";
+}
+
 static int
 render_check_body(const struct render_template *tpl, struct assent_err *err)
 {
-	if (tpl->kind == RENDER_SUBJECT)
-		return 0;
-	if (!render_has_field(tpl, RENDER_UNSUBSCRIBE_URL))
-		return err_set(err, EX_DATAERR, "template: the body has no "
-		    "{{ unsubscribe_url }} (every message needs an "
-		    "unsubscribe link)");
-	if (!render_has_field(tpl, RENDER_POSTAL_ADDRESS))
-		return err_set(err, EX_DATAERR, "template: the body has no "
-		    "{{ sender.postal_address }} (every message needs the "
-		    "sender's postal address)");
+	enum render_field need;
+
+	for (size_t i = 0; i < 2; i++) {
+		need = render_kinds[tpl->kind].required[i];
+		if (need != RENDER_LITERAL && !render_has_field(tpl, need))
+			return err_set(err, EX_DATAERR, "template: the %s has no %s",
+			    tpl->kind == RENDER_PAGE ? "page" : "body",
+			    render_field_text(need));
+	}
 	return 0;
 }
 
@@ -402,12 +460,12 @@ render_compile(const char *text, enum render_kind kind,
 	size_t len = strlen(text);
 
 	*tpl_r = NULL;
-	if (kind != RENDER_SUBJECT && kind != RENDER_TEXT && kind != RENDER_HTML)
+	if ((unsigned int)kind >= RENDER_NKINDS)
 		abort();
 	if (!text_is_utf8(text, len))
 		return err_set(err, EX_DATAERR, "template: not valid UTF-8 "
 		    "(byte %zu)", render_bad_utf8(text, len) + 1);
-	if (kind == RENDER_SUBJECT && render_check_subject(text, err) == -1)
+	if (render_kinds[kind].one_line && render_check_subject(text, err) == -1)
 		return -1;
 	tpl = xcalloc(1, sizeof(*tpl));
 	tpl->kind = kind;
@@ -417,6 +475,37 @@ render_compile(const char *text, enum render_kind kind,
 		return -1;
 	}
 	*tpl_r = tpl;
+	return 0;
+}
+
+int
+render_compile_file(const char *setting, const char *path, const char *builtin,
+    enum render_kind kind, struct render_template **tpl_r,
+    struct assent_err *err)
+{
+	char *text = NULL;
+	int rc;
+
+	*tpl_r = NULL;
+	if (path == NULL || *path == '\0') {
+		if (builtin == NULL)
+			return 0;
+		if (render_compile(builtin, kind, tpl_r, err) == -1) {
+			err->code = EX_SOFTWARE;
+			return err_prefix(err, "%s (built in)", setting);
+		}
+		return 0;
+	}
+	if (text_read_file(path, RENDER_FILE_MAX, &text, err) == -1) {
+		err->code = EX_CONFIG;
+		return err_prefix(err, "%s", setting);
+	}
+	rc = render_compile(text, kind, tpl_r, err);
+	free(text);
+	if (rc == -1) {
+		err->code = EX_CONFIG;
+		return err_prefix(err, "%s: %s", setting, path);
+	}
 	return 0;
 }
 
@@ -473,6 +562,18 @@ render_value(const struct render_part *part, const struct render_values *v,
 	case RENDER_ORGANISATION:
 		s = v->organisation;
 		break;
+	case RENDER_LIST:
+		s = v->list;
+		break;
+	case RENDER_CONFIRM_URL:
+		s = v->confirm_url;
+		break;
+	case RENDER_TITLE:
+		s = v->title;
+		break;
+	case RENDER_CONTENT:
+		s = v->content;
+		break;
 	case RENDER_ATTR:
 		if (v->attrs == NULL ||
 		    (j = json_object_get(v->attrs, part->key)) == NULL ||
@@ -509,7 +610,7 @@ render_value_problem(enum render_kind kind, const char *s, size_t n)
 
 	if (memchr(s, '\0', n) != NULL)
 		return "a NUL byte";
-	if (kind != RENDER_SUBJECT)
+	if (!render_kinds[kind].one_line)
 		return NULL;
 	for (size_t i = 0; i < n; i++) {
 		if (p[i] == '\r' || p[i] == '\n')
@@ -540,9 +641,10 @@ render_part(const struct render_template *tpl, const struct render_part *part,
 		free(heap);
 		return err_set(err, EX_DATAERR, "the value of %.*s holds %s: "
 		    "refused in %s", (int)part->len, part->text, problem,
-		    tpl->kind == RENDER_SUBJECT ? "a subject" : "a message");
+		    render_kinds[tpl->kind].one_line ? "a subject" : "a message");
 	}
-	if (tpl->kind == RENDER_HTML)
+	/* content is the page's own HTML, made and escaped by assentd */
+	if (render_kinds[tpl->kind].html && part->field != RENDER_CONTENT)
 		render_add_html(out, s, n);
 	else
 		buf_add(out, s, n);

@@ -233,6 +233,38 @@ rights_export_suppression(PGconn *conn, const struct suppress_ctx *ctx,
 	return 0;
 }
 
+/* Every message meant for the person: campaign deliveries and test
+ * sends to a subscriber are in deliveries, confirmation requests in
+ * notices; oldest first. */
+static int
+rights_export_messages(PGconn *conn, const struct rights_person *p,
+    json_t *doc, struct assent_err *err)
+{
+	const char *params[] = { p->id };
+	json_t *rows;
+
+	if (rights_rows(conn, "SELECT kind, campaign, list, state, "
+	    RIGHTS_TS("created_at", "created_at") ", "
+	    RIGHTS_TS("sent_at", "sent_at") ", reply, "
+	    RIGHTS_TS("bounced_at", "bounced_at") ", "
+	    RIGHTS_TS("complained_at", "complained_at") ", "
+	    RIGHTS_TS("unsubscribed_at", "unsubscribed_at")
+	    " FROM (SELECT 'campaign' AS kind, c.name AS campaign, l.name AS list,"
+	    "   d.state, d.created_at, d.sent_at, d.smtp_reply AS reply,"
+	    "   d.bounced_at, d.complained_at, d.unsubscribed_at, d.id"
+	    "  FROM deliveries d JOIN campaigns c ON c.id = d.campaign_id"
+	    "  JOIN lists l ON l.id = d.list_id WHERE d.subscriber_id = $1"
+	    " UNION ALL"
+	    " SELECT 'confirmation request', NULL, l.name, n.state, n.created_at,"
+	    "   n.sent_at, n.detail, NULL, NULL, NULL, n.id"
+	    "  FROM notices n JOIN lists l ON l.id = n.list_id"
+	    "  WHERE n.subscriber_id = $1) m"
+	    " ORDER BY created_at, kind, id", 1, params, &rows, err) == -1)
+		return -1;
+	json_object_set_new(doc, "messages", rows);
+	return 0;
+}
+
 static int
 rights_export_doc(PGconn *conn, const struct suppress_ctx *ctx,
     const struct rights_person *p, json_t *doc, struct assent_err *err)
@@ -245,11 +277,9 @@ rights_export_doc(PGconn *conn, const struct suppress_ctx *ctx,
 		return -1;
 	json_object_set_new(doc, "history", history);
 	if (rights_export_consent_texts(conn, p, doc, err) == -1 ||
-	    rights_export_suppression(conn, ctx, p, doc, err) == -1)
+	    rights_export_suppression(conn, ctx, p, doc, err) == -1 ||
+	    rights_export_messages(conn, p, doc, err) == -1)
 		return -1;
-	/* Nothing is sent yet: when campaigns exist, each message to the
-	 * person (campaign, time, result) goes here. */
-	json_object_set_new(doc, "messages", json_array());
 	return 0;
 }
 
@@ -837,9 +867,10 @@ rights_erase_ledger(PGconn *conn, const struct rights_person *p,
 }
 
 /* What sending kept that names the person: relays' replies often
- * quote the address ("550 <a@b>: user unknown"), and test sends keep
- * the address they went to. Deliveries themselves stay (the campaign's
- * counts), without the words. */
+ * quote the address ("550 <a@b>: user unknown") in deliveries and
+ * notices, and test sends keep the address they went to. Deliveries and
+ * notices themselves stay (the counts), without the words; a queued
+ * notice is never sent (the claim skips an erased subscriber). */
 static int
 rights_erase_sending(PGconn *conn, const struct rights_person *p,
     struct assent_err *err)
@@ -848,7 +879,9 @@ rights_erase_sending(PGconn *conn, const struct rights_person *p,
 	const char *keyp[] = { p->addr.key };
 
 	if (db_exec(conn, NULL, err, "UPDATE deliveries SET smtp_reply = NULL"
-	    " WHERE subscriber_id = $1 AND smtp_reply IS NOT NULL", 1, idp) == -1)
+	    " WHERE subscriber_id = $1 AND smtp_reply IS NOT NULL", 1, idp) == -1 ||
+	    db_exec(conn, NULL, err, "UPDATE notices SET detail = NULL"
+	    " WHERE subscriber_id = $1 AND detail IS NOT NULL", 1, idp) == -1)
 		return -1;
 	return db_exec(conn, NULL, err, "UPDATE test_sends SET email = '(erased)',"
 	    " detail = '' WHERE lower(email) = $1", 1, keyp);

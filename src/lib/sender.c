@@ -19,6 +19,8 @@
 #include "assent/campaign.h"
 #include "assent/compose.h"
 #include "assent/db.h"
+#include "assent/log.h"
+#include "assent/notice.h"
 #include "assent/sender.h"
 #include "assent/text.h"
 #include "assent/transport.h"
@@ -53,6 +55,7 @@ struct sender {
 	struct token_signer *signer;
 	struct throttle *throttle;
 	struct transport *transport;
+	struct notice_sender *notices;  /* NULL: confirmation requests wait */
 	int session;
 	struct sender_cached cache[SENDER_CACHE];
 	size_t cache_next;
@@ -103,6 +106,19 @@ sender_lock_session(struct sender *s, struct assent_err *err)
 	return err_set(err, EX_TEMPFAIL, "no free sender session id");
 }
 
+/* Confirmation requests go with the campaigns; a configuration that
+ * cannot build them (no From, a broken template file) leaves them
+ * queued and says why, without stopping the campaigns. */
+static void
+sender_new_notices(struct sender *s)
+{
+	struct assent_err err;
+
+	if (notice_sender_new(s->conf, s->gate, s->signer, s->session,
+	    &s->notices, &err) < 0)
+		log_warnx("confirmation requests stay queued: %s", err.msg);
+}
+
 int
 sender_new(PGconn *conn, const struct assent_conf *conf,
     const struct suppress_ctx *gate, struct token_signer *signer,
@@ -135,6 +151,7 @@ sender_new(PGconn *conn, const struct assent_conf *conf,
 		sender_free(s);
 		return -1;
 	}
+	sender_new_notices(s);
 	*sender_r = s;
 	return 0;
 }
@@ -148,6 +165,7 @@ sender_free(struct sender *s)
 		compose_free(s->cache[i].compose);
 	PQclear(s->claimed);
 	sender_outcomes_free(s->unrecorded);
+	notice_sender_free(s->notices);
 	transport_free(s->transport);
 	free(s->rows);
 	free(s->msgs);
@@ -618,13 +636,59 @@ sender_outcomes_count(const struct sender_outcomes *o)
 
 /* The retry delay after attempts failed attempts (attempts >= 1). */
 static long
-sender_backoff(const struct sender *s, int attempts)
+sender_backoff(const struct assent_conf *conf, int attempts)
 {
-	long delay = s->conf->sending_retry_base;
+	long delay = conf->sending_retry_base;
 
 	for (int i = 1; i < attempts && delay < SENDER_RETRY_MAX; i++)
 		delay *= 2;
 	return delay < SENDER_RETRY_MAX ? delay : SENDER_RETRY_MAX;
+}
+
+void
+sender_count(const struct sender_verdict *v, long *sent, long *failed,
+    long *retried, long *unknown, long *deferred)
+{
+	if (!v->tried)
+		(*deferred)++;
+	else if (strcmp(v->state, "sent") == 0)
+		(*sent)++;
+	else if (strcmp(v->state, "failed") == 0)
+		(*failed)++;
+	else if (strcmp(v->state, "unknown") == 0)
+		(*unknown)++;
+	else
+		(*retried)++;
+}
+
+void
+sender_judge(const struct assent_conf *conf, const struct transport_msg *m,
+    int attempts, struct sender_verdict *v)
+{
+	memset(v, 0, sizeof(*v));
+	v->state = "queued";
+	v->tried = true;
+	switch (m->outcome) {
+	case TRANSPORT_SENT:
+		v->state = "sent";
+		break;
+	case TRANSPORT_TEMPFAIL:
+		if (attempts + 1 >= conf->sending_max_attempts)
+			v->state = "failed";
+		else
+			v->delay = sender_backoff(conf, attempts + 1);
+		break;
+	case TRANSPORT_PERMFAIL:
+		v->state = "failed";
+		v->hard_bounce = transport_is_hard_bounce(m);
+		break;
+	case TRANSPORT_UNCERTAIN:
+		v->state = "unknown";
+		break;
+	case TRANSPORT_NOT_TRIED:
+		v->tried = false;
+		break;
+	}
 }
 
 static void
@@ -648,50 +712,30 @@ sender_outcome(struct sender *s, struct sender_outcomes *o, size_t i,
 	const struct transport_msg *m = &s->msgs[i];
 	const struct sender_row *r = &s->rows[s->msg_row[i]];
 	char reply[SENDER_REPLY_MAX];
-	const char *state = "queued";
-	int tried = 1;
-	long delay = 0;
+	struct sender_verdict v;
+	const char *state;
+	int tried;
+	long delay;
 	bool bounced = false;
 
 	transport_reply_text(m, reply, sizeof(reply));
-	switch (m->outcome) {
-	case TRANSPORT_SENT:
-		state = "sent";
-		st->sent++;
-		break;
-	case TRANSPORT_TEMPFAIL:
-		if (r->attempts + 1 >= s->conf->sending_max_attempts) {
-			state = "failed";
-			st->failed++;
-		} else {
-			delay = sender_backoff(s, r->attempts + 1);
-			st->retried++;
-		}
-		break;
-	case TRANSPORT_PERMFAIL:
-		state = "failed";
-		st->failed++;
-		if (transport_is_hard_bounce(m)) {
-			sender_add_bounce(s, o, r, reply);
-			bounced = true;
-		}
-		break;
-	case TRANSPORT_UNCERTAIN:
-		state = "unknown";
-		st->unknown++;
-		break;
-	case TRANSPORT_NOT_TRIED:
-		if (r->fate == FATE_FAILED) {   /* sender_fill() could not build it */
-			state = "failed";
-			st->failed++;
-			snprintf(reply, sizeof(reply), "%s", r->reason);
-			text_make_utf8(reply, strlen(reply));
-			break;
-		}
-		tried = 0;
-		st->deferred++;
-		break;
+	sender_judge(s->conf, m, r->attempts, &v);
+	if (!v.tried && r->fate == FATE_FAILED) {
+		/* sender_fill() could not build it */
+		v.state = "failed";
+		v.tried = true;
+		snprintf(reply, sizeof(reply), "%s", r->reason);
+		text_make_utf8(reply, strlen(reply));
 	}
+	if (v.hard_bounce) {
+		sender_add_bounce(s, o, r, reply);
+		bounced = true;
+	}
+	sender_count(&v, &st->sent, &st->failed, &st->retried, &st->unknown,
+	    &st->deferred);
+	state = v.state;
+	tried = v.tried;
+	delay = v.delay;
 	db_array_int(&o->ids, (long long)r->id);
 	db_array_text(&o->states, state);
 	db_array_int(&o->tried, tried);
@@ -706,14 +750,17 @@ static const char sender_record_sql[] =
     "   attempts = d.attempts + u.tried,"
     "   next_attempt_at = CASE WHEN u.state = 'queued'"
     "       THEN now() + make_interval(secs => u.delay) ELSE d.next_attempt_at END,"
-    "   smtp_reply = COALESCE(u.reply, d.smtp_reply),"
+    /* a reply may quote the address: not kept once the person was
+     * erased (the erasure, waiting on this row, sees it after) */
+    "   smtp_reply = CASE WHEN s.email_key IS NULL THEN NULL"
+    "       ELSE COALESCE(u.reply, d.smtp_reply) END,"
     "   sent_at = CASE WHEN u.state = 'sent' THEN now() ELSE d.sent_at END,"
     "   bounced_at = CASE WHEN u.bounced THEN now() ELSE d.bounced_at END"
     "  FROM unnest($1::bigint[], $2::text[], $3::int[], $4::int[], $5::text[],"
     "              $7::bool[])"
-    "       AS u(id, state, tried, delay, reply, bounced)"
+    "       AS u(id, state, tried, delay, reply, bounced), subscribers s"
     " WHERE d.id = u.id AND d.state IN ('sending', 'unknown')"
-    "   AND d.sender_session = $6::int";
+    "   AND d.sender_session = $6::int AND s.id = d.subscriber_id";
 
 int
 sender_outcomes_write(PGconn *conn, struct sender_outcomes *o, long *written_r,
@@ -799,13 +846,25 @@ sender_run_batch(struct sender *s, bool *worked_r, struct sender_stats *stats,
 	struct sender_stats local = { 0 };
 	struct sender_stats *st = stats != NULL ? stats : &local;
 	struct throttle_session *ts = throttle_session_begin(s->throttle);
-	struct assent_err send_err;
+	struct assent_err send_err, notice_err;
+	bool notice_failed = false;
 	int rc = -1, sent_rc;
 
 	*worked_r = false;
+	err_clear(&notice_err);
+	if (s->notices != NULL && notice_run_batch(s->notices, s->conn,
+	    s->transport, worked_r, &st->notices, &notice_err) < 0) {
+		/* the database: reconnect; the relay (perhaps refusing only the
+		 * notices' senders): the campaigns still get their turn */
+		if (notice_err.code != EX_UNAVAILABLE) {
+			*err = notice_err;
+			goto done;
+		}
+		notice_failed = true;
+	}
 	if (sender_claim(s, ts, st, err) < 0)
 		goto done;
-	*worked_r = s->nrows > 0;
+	*worked_r = *worked_r || s->nrows > 0;
 	sender_count_claim(s, st);
 	if (sender_prepare(s, err) < 0)
 		goto done;      /* left 'sending': the reaper makes them unknown */
@@ -824,34 +883,53 @@ sender_run_batch(struct sender *s, bool *worked_r, struct sender_stats *stats,
 		rc = -1;
 	}
 done:
+	if (rc == 0 && notice_failed) {
+		*err = notice_err;      /* back off all the same */
+		rc = -1;
+	}
 	throttle_session_end(s->throttle, ts);
 	return rc;
 }
 
 /* ---- orphans ------------------------------------------------------------------------ */
 
-int
-sender_reap_orphans(PGconn *conn, long *count_r, struct assent_err *err)
+/* table's rows 'sending' under a dead session become 'unknown', with
+ * note in column (table and column are constants of this file). */
+static int
+sender_reap_table(PGconn *conn, const char *sql, long *count_r,
+    struct assent_err *err)
 {
 	char ns[16];
 	const char *params[] = { ns };
 	PGresult *res;
 
 	snprintf(ns, sizeof(ns), "%d", ASSENT_SESSION_NS);
-	*count_r = 0;
-	if (db_exec(conn, &res, err,
-	    "UPDATE deliveries d SET state = 'unknown',"
-	    "   smtp_reply = 'the sender stopped while sending it'"
-	    " WHERE d.state = 'sending'"
-	    "   AND NOT EXISTS (SELECT 1 FROM pg_locks l"
-	    "        WHERE l.locktype = 'advisory' AND l.granted"
-	    "          AND l.database = (SELECT oid FROM pg_database"
-	    "                             WHERE datname = current_database())"
-	    "          AND l.classid = $1::int::oid"
-	    "          AND l.objid = d.sender_session::oid"
-	    "          AND l.objsubid = 2)", 1, params) < 0)
+	if (db_exec(conn, &res, err, sql, 1, params) < 0)
 		return -1;
-	*count_r = strtol(PQcmdTuples(res), NULL, 10);
+	*count_r += strtol(PQcmdTuples(res), NULL, 10);
 	PQclear(res);
 	return 0;
+}
+
+#define SENDER_REAP(table, column) \
+	"UPDATE " table " d SET state = 'unknown'," \
+	"   " column " = 'the sender stopped while sending it'" \
+	" WHERE d.state = 'sending'" \
+	"   AND NOT EXISTS (SELECT 1 FROM pg_locks l" \
+	"        WHERE l.locktype = 'advisory' AND l.granted" \
+	"          AND l.database = (SELECT oid FROM pg_database" \
+	"                             WHERE datname = current_database())" \
+	"          AND l.classid = $1::int::oid" \
+	"          AND l.objid = d.sender_session::oid" \
+	"          AND l.objsubid = 2)"
+
+int
+sender_reap_orphans(PGconn *conn, long *count_r, struct assent_err *err)
+{
+	*count_r = 0;
+	if (sender_reap_table(conn, SENDER_REAP("deliveries", "smtp_reply"),
+	    count_r, err) < 0)
+		return -1;
+	return sender_reap_table(conn, SENDER_REAP("notices", "detail"), count_r,
+	    err);
 }

@@ -7,6 +7,7 @@
 #include "assent/consent.h"
 #include "assent/db.h"
 #include "assent/lists.h"
+#include "assent/notice.h"
 #include "assent/rights.h"
 #include "assent/subs.h"
 #include "assent/text.h"
@@ -149,12 +150,14 @@ subs_begin(PGconn *conn, const struct subs_request *req, struct subs_target *t,
 {
 	if (subs_check_request(req, &t->addr, err) == -1 || db_begin(conn, err) == -1)
 		return -1;
+	/* the erasure check after the person's row is locked: an erasure in
+	 * flight holds that lock, and its entry is seen once we have it */
 	if ((create && subs_check_basis(conn, req, err) == -1) ||
-	    (create && subs_check_erased(conn, req, &t->addr, err) == -1) ||
 	    (req->evidence->consent_text_version != NULL && consent_text_require(conn,
 	    req->evidence->consent_text_version, err) == -1) ||
 	    lists_lookup(conn, req->list, t->list_id, &t->double_optin, err) == -1 ||
 	    subs_lock_subscriber(conn, req, t, create, err) == -1 ||
+	    (create && subs_check_erased(conn, req, &t->addr, err) == -1) ||
 	    subs_read_status(conn, t, err) == -1) {
 		db_rollback(conn);
 		return -1;
@@ -162,37 +165,62 @@ subs_begin(PGconn *conn, const struct subs_request *req, struct subs_target *t,
 	return 0;
 }
 
-/* Write the new status and its ledger event, then commit. A subscribe
- * or resubscribe (basis given) also sets the subscription's basis; a
- * confirmation keeps it. */
-static int
-subs_change(PGconn *conn, const struct subs_request *req, const struct subs_target *t,
-    const char *action, const char *status, bool set_basis, struct assent_err *err)
+int
+subs_write(PGconn *conn, const struct subs_write *w, struct assent_err *err)
 {
-	const char *basis = set_basis ? (req->basis != NULL ? req->basis : "express") : NULL;
-	const char *expires = set_basis ? req->basis_expires_at : NULL;
-	const char *params[] = { t->subscriber_id, t->list_id, status, basis, expires };
+	const char *params[] = { w->subscriber_id, w->list_id, w->status_after,
+	    w->basis, w->basis_expires_at };
 	struct ledger_event ev = {
-		.subscriber_id = t->subscriber_id, .list_id = t->list_id,
-		.action = action, .channel = req->channel,
-		.status_before = t->status[0] != '\0' ? t->status : NULL,
-		.status_after = status, .basis = basis, .basis_expires_at = expires,
-		.evidence = req->evidence,
+		.subscriber_id = w->subscriber_id, .list_id = w->list_id,
+		.action = w->action, .channel = w->channel,
+		.status_before = w->status_before, .status_after = w->status_after,
+		.basis = w->basis, .basis_expires_at = w->basis_expires_at,
+		.evidence = w->evidence,
 	};
 
-	if (ledger_append(conn, &ev, err) == -1 ||
-	    db_exec(conn, NULL, err, "INSERT INTO subscriptions"
+	if (ledger_append(conn, &ev, err) == -1)
+		return -1;
+	return db_exec(conn, NULL, err, "INSERT INTO subscriptions"
 	    " (subscriber_id, list_id, status, basis, basis_expires_at)"
 	    " VALUES ($1, $2, $3, coalesce($4, 'express'), $5::timestamptz)"
 	    " ON CONFLICT (subscriber_id, list_id) DO UPDATE"
 	    " SET status = EXCLUDED.status, updated_at = now(),"
 	    " basis = CASE WHEN $4 IS NULL THEN subscriptions.basis ELSE EXCLUDED.basis END,"
 	    " basis_expires_at = CASE WHEN $4 IS NULL THEN subscriptions.basis_expires_at"
-	    " ELSE EXCLUDED.basis_expires_at END", 5, params) == -1 ||
+	    " ELSE EXCLUDED.basis_expires_at END", 5, params);
+}
+
+/* Write the new status and its ledger event, then commit. A subscribe
+ * or resubscribe (basis given) also sets the subscription's basis; a
+ * confirmation keeps it. A new pending subscription gets its
+ * confirmation request (notice.h) in the same transaction. */
+static int
+subs_change(PGconn *conn, const struct subs_request *req, const struct subs_target *t,
+    const char *action, const char *status, bool set_basis, bool *queued_r,
+    struct assent_err *err)
+{
+	const char *basis = set_basis ? (req->basis != NULL ? req->basis : "express") : NULL;
+	struct subs_write w = {
+		.subscriber_id = t->subscriber_id, .list_id = t->list_id,
+		.action = action, .channel = req->channel,
+		.status_before = t->status[0] != '\0' ? t->status : NULL,
+		.status_after = status, .basis = basis,
+		.basis_expires_at = set_basis ? req->basis_expires_at : NULL,
+		.evidence = req->evidence,
+	};
+	bool queued = false;
+
+	if (queued_r != NULL)
+		*queued_r = false;
+	if (subs_write(conn, &w, err) == -1 ||
+	    (strcmp(status, "pending") == 0 && notice_queue_confirm(conn,
+	    t->subscriber_id, t->list_id, &queued, err) == -1) ||
 	    db_commit(conn, err) == -1) {
 		db_rollback(conn);
 		return -1;
 	}
+	if (queued_r != NULL)
+		*queued_r = queued;
 	return 0;
 }
 
@@ -217,7 +245,7 @@ subs_refuse(PGconn *conn, struct assent_err *err, const char *fmt, ...)
 
 int
 subs_add(PGconn *conn, const struct subs_request *req, char status_r[16],
-    struct assent_err *err)
+    bool *notice_queued_r, struct assent_err *err)
 {
 	struct subs_target t;
 	const char *status, *action = "subscribe";
@@ -235,7 +263,8 @@ subs_add(PGconn *conn, const struct subs_request *req, char status_r[16],
 		action = "resubscribe";
 	}
 	status = t.double_optin ? "pending" : "confirmed";
-	if (subs_change(conn, req, &t, action, status, true, err) == -1)
+	if (subs_change(conn, req, &t, action, status, true, notice_queued_r,
+	    err) == -1)
 		return -1;
 	snprintf(status_r, 16, "%s", status);
 	return 0;
@@ -260,7 +289,8 @@ subs_confirm(PGconn *conn, const struct subs_request *req, bool *changed_r,
 		db_rollback(conn);
 		return 0;
 	}
-	if (subs_change(conn, req, &t, "confirm", "confirmed", false, err) == -1)
+	if (subs_change(conn, req, &t, "confirm", "confirmed", false, NULL,
+	    err) == -1)
 		return -1;
 	*changed_r = true;
 	return 0;

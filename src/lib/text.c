@@ -1,11 +1,15 @@
 /* text: UTF-8 and control-character checks, safe quoting; see
  * include/assent/text.h */
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/stat.h>
+
 #include "assent/text.h"
+#include "assent/xmalloc.h"
 
 #define TEXT_LIST_NAME_MAX 64
 
@@ -248,4 +252,62 @@ text_make_utf8(char *s, size_t len)
 		}
 		i += n;
 	}
+}
+
+/* A file that cannot be opened or read is EX_NOINPUT, as
+ * doc/exit-codes.md says of input files (EX_IOERR is for output). */
+int
+text_read_file(const char *path, size_t max, char **text_r,
+    struct assent_err *err)
+{
+	char q[TEXT_QUOTE_SIZE], *text = NULL;
+	size_t len = 0, n;
+	struct stat st;
+	FILE *f;
+
+	*text_r = NULL;
+	text_quote(path, strlen(path), q, sizeof(q));
+	if ((f = fopen(path, "r")) == NULL)
+		return err_set(err, EX_NOINPUT, "%s: %s", q, strerror(errno));
+	if (fstat(fileno(f), &st) == -1) {
+		err_set(err, EX_NOINPUT, "%s: %s", q, strerror(errno));
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode)) {
+		err_set(err, EX_NOINPUT, "%s: not a regular file", q);
+		goto fail;
+	}
+	text = xmalloc(max + 2);
+	while ((n = fread(text + len, 1, max + 1 - len, f)) > 0)
+		len += n;
+	if (ferror(f)) {
+		err_set(err, EX_NOINPUT, "%s: %s", q, strerror(errno));
+		goto fail;
+	}
+	text[len] = '\0';
+	if (len > max) {
+		if (max % (1024 * 1024) == 0)
+			err_set(err, EX_DATAERR, "%s: larger than %zu MB", q,
+			    max / (1024 * 1024));
+		else
+			err_set(err, EX_DATAERR, "%s: larger than %zu kB", q,
+			    max / 1024);
+		goto fail;
+	}
+	if (memchr(text, '\0', len) != NULL) {
+		err_set(err, EX_DATAERR, "%s: holds a NUL byte (byte %zu): not a "
+		    "text file", q, (size_t)((char *)memchr(text, '\0', len) - text) + 1);
+		goto fail;
+	}
+	if (!text_is_utf8(text, len)) {
+		err_set(err, EX_DATAERR, "%s: not valid UTF-8", q);
+		goto fail;
+	}
+	fclose(f);
+	*text_r = text;
+	return 0;
+fail:
+	fclose(f);
+	free(text);
+	return -1;
 }

@@ -282,34 +282,61 @@ token_make(struct token_signer *signer, const struct token *t, char *out,
 	    err);
 }
 
+/* The checks of token_verify() except expiry: 0 with *t filled for a
+ * genuine token of purpose expected, -1 for anything else. */
+static int
+token_check(struct token_signer *signer, const char *text,
+    enum token_purpose expected, int64_t now, struct token *t)
+{
+	unsigned char raw[TOKEN_RAW_LEN], mac[TOKEN_MAC_LEN];
+	EVP_MAC_CTX *ctx;
+
+	if (token_decode(text, raw) == -1 || token_unpack(raw, t) == -1)
+		return -1;
+	if ((ctx = signer->ctx[t->key_id]) == NULL ||
+	    token_mac(ctx, raw, TOKEN_BODY_LEN, mac) == -1 ||
+	    CRYPTO_memcmp(mac, raw + TOKEN_BODY_LEN, TOKEN_MAC_LEN) != 0)
+		return -1;
+	/* Signed by us, so what follows holds unless a key leaked or the
+	 * rules changed; checked all the same. */
+	if (t->purpose != expected || token_fields_problem(t) != NULL)
+		return -1;
+	if (t->issued_at > now + TOKEN_CLOCK_SKEW)
+		return -1;
+	return 0;
+}
+
 int
 token_verify(struct token_signer *signer, const char *text,
     enum token_purpose expected, int64_t now, int64_t confirm_ttl,
     struct token *out, struct assent_err *err)
 {
-	unsigned char raw[TOKEN_RAW_LEN], mac[TOKEN_MAC_LEN];
-	EVP_MAC_CTX *ctx;
 	struct token t;
 
 	memset(out, 0, sizeof(*out));
-	if (token_decode(text, raw) == -1 || token_unpack(raw, &t) == -1)
-		goto invalid;
-	if ((ctx = signer->ctx[t.key_id]) == NULL ||
-	    token_mac(ctx, raw, TOKEN_BODY_LEN, mac) == -1 ||
-	    CRYPTO_memcmp(mac, raw + TOKEN_BODY_LEN, TOKEN_MAC_LEN) != 0)
-		goto invalid;
-	/* Signed by us, so what follows holds unless a key leaked or the
-	 * rules changed; checked all the same. */
-	if (t.purpose != expected || token_fields_problem(&t) != NULL)
-		goto invalid;
-	if (t.issued_at > now + TOKEN_CLOCK_SKEW)
-		goto invalid;
-	if (t.purpose == TOKEN_CONFIRM && now - t.issued_at > confirm_ttl)
-		goto invalid;
+	if (token_check(signer, text, expected, now, &t) == -1 ||
+	    (t.purpose == TOKEN_CONFIRM && now - t.issued_at > confirm_ttl))
+		return err_set(err, EX_DATAERR, TOKEN_INVALID);
 	*out = t;
 	return 0;
-invalid:
-	return err_set(err, EX_DATAERR, TOKEN_INVALID);
+}
+
+int
+token_verify_confirm(struct token_signer *signer, const char *text,
+    int64_t now, int64_t confirm_ttl, struct token *out,
+    struct assent_err *err)
+{
+	struct token t;
+
+	memset(out, 0, sizeof(*out));
+	if (token_check(signer, text, TOKEN_CONFIRM, now, &t) == -1)
+		return err_set(err, EX_DATAERR, TOKEN_INVALID);
+	*out = t;
+	if (now - t.issued_at > confirm_ttl) {
+		err_set(err, EX_DATAERR, TOKEN_INVALID);
+		return 1;
+	}
+	return 0;
 }
 
 /* --- compact tokens: base32, for bounce addresses ---------------------- */

@@ -6,6 +6,12 @@
 # the DevTools protocol), where the button is clicked with the mouse. The
 # page and the database must both say the subscription ended, once.
 #
+# Then the subscribe form: Chromium opens GET /s/club, a person types an
+# address and a name and clicks Subscribe; assentd sends the
+# confirmation mail to the sink; its /c/ link, opened in Chromium and
+# its button clicked, confirms the subscription, and the ledger has both
+# events with Chromium's IP and user agent.
+#
 # Needs chromium and python3-websocket (contrib/deps), PostgreSQL and the
 # SMTP sink (tests/harness/servers.sh); skips without them, unless
 # ASSENT_TEST_REQUIRE_SERVERS=1, where that is a failure.
@@ -259,15 +265,105 @@ assert_eq "$(db "$STATE_SQL")" \
 	"and no second event"
 
 # --- coming back later -------------------------------------------------------------
-_cli_run "$PY" "$CDP" --timeout 20 show "$URL"
-assert_rc 0 "Chromium: open the link again"
-assert_eq "$(py 'd["status"], "You are no longer subscribed to news." in d["text"]')" \
-	"200 True" "the page says it is done"
-assert_eq "$(py '"Leave news" in d["buttons"]')" False \
-	"and offers no button to leave news again"
+# The GET page asks the database nothing (it is as fast as a static
+# page): it offers the button again, and the click says it is done.
+_cli_run "$PY" "$CDP" --timeout 20 click "$URL" --button-text "Leave news" \
+	--expect-text "$GONE"
+assert_rc 0 "Chromium: open the link again and click"
+assert_eq "$(py 'd["pages"][0]["before_status"], d["status"]')" "200 200" \
+	"the page, and the page after the click"
 assert_eq "$(db "$STATE_SQL")" \
 	"unsubscribed|1|web|127.0.0.1|confirmed>unsubscribed|news|0" \
 	"nothing changed"
+
+# --- the subscribe form, double opt-in ---------------------------------------------
+ADDR2=joiner-$$@example.org
+CONFIRMED="Your subscription to club is confirmed."
+printf 'Yes, send me the club news.\n\nI can leave at any time.\n' >"$CLI_TMP/consent.txt"
+run_cli consent-text add club-v1 "$CLI_TMP/consent.txt"
+assert_rc 0 "a consent wording"
+run_cli list create club --double-optin --form-consent club-v1 \
+	--description "The club's weekly letter"
+assert_rc 0 "a double opt-in list with a form"
+SIGNUP_SQL="SELECT string_agg(e.action || '|' || e.channel || '|' || coalesce(host(e.ip), '-')
+	|| '|' || coalesce(e.page, '-') || '|' || coalesce(e.consent_text_version, '-')
+	|| '|' || e.status_after, ';' ORDER BY e.id)
+	FROM ledger e JOIN subscribers s ON s.id = e.subscriber_id
+	WHERE s.email_key = '$ADDR2'"
+STATUS2_SQL="SELECT coalesce((SELECT ss.status FROM subscriptions ss
+	JOIN subscribers s ON s.id = ss.subscriber_id JOIN lists l ON l.id = ss.list_id
+	WHERE s.email_key = '$ADDR2' AND l.name = 'club'), 'none')"
+
+_cli_run "$PY" "$CDP" --timeout 30 fill "$BASE/s/club" \
+	--field "email=$ADDR2" --field "name=Jo Iner" --button-text Subscribe \
+	--expect-text "Check your inbox"
+assert_rc 0 "Chromium: open the form, type, click Subscribe"
+if [ "$RC" -ne 0 ]; then
+	diag "assentd log:" "$(tail -n 10 "$CLI_TMP/assentd.log")"
+	finish
+fi
+assert_eq "$(py 'd["before_status"], "Yes, send me the club news." in d["before_text"]')" \
+	"200 True" "the form showed the consent wording"
+assert_eq "$(py 'd["method"], d["statuses"], "location" in d["headers"]')" \
+	"POST [200] False" "the click POSTed and got 200, no redirect"
+UA2=$(py 'd["user_agent"]')
+assert_eq "$(db "$STATUS2_SQL")" pending "the subscription is pending"
+assert_eq "$(db "$SIGNUP_SQL")" \
+	"subscribe|web|127.0.0.1|$BASE/s/club|club-v1|pending" \
+	"its event: web, 127.0.0.1, the form's page, the consent version"
+assert_eq "$(db "SELECT user_agent FROM ledger e JOIN subscribers s
+	ON s.id = e.subscriber_id WHERE s.email_key = '$ADDR2'")" "$UA2" \
+	"with Chromium's user agent"
+
+# The confirmation mail in the sink: its /c/ link.
+find_confirm()
+{
+	"$PY" - "$ASSENT_TEST_SMTP_DIR" "$ADDR2" <<'EOF'
+import email, email.policy, os, re, sys
+
+d, addr = sys.argv[1:]
+for name in sorted(os.listdir(d)):
+    with open(os.path.join(d, name), "rb") as f:
+        msg = email.message_from_binary_file(f, policy=email.policy.compat32)
+    if addr not in msg.get("To", ""):
+        continue
+    for part in msg.walk():
+        if part.get_content_type() == "text/plain":
+            body = part.get_payload(decode=True).decode("utf-8", "replace")
+            m = re.search(r"https?://\S+/c/[A-Za-z0-9_-]{64}", body)
+            if m:
+                print(m.group(0))
+                sys.exit(0)
+EOF
+}
+CURL2=
+for _ in $(seq 1 150); do
+	CURL2=$(find_confirm)
+	[ -z "$CURL2" ] || break
+	sleep 0.1
+done
+case $CURL2 in
+"$BASE"/c/?*) ok "the sink has the confirmation mail with a $BASE/c/ link" ;;
+*)
+	not_ok "the sink has the confirmation mail with a $BASE/c/ link"
+	diag "link: $CURL2"
+	diag "notices: $(db "SELECT string_agg(state || ' ' || coalesce(detail, ''), '; ') FROM notices")"
+	diag "assentd log:" "$(tail -n 10 "$CLI_TMP/assentd.log")"
+	finish ;;
+esac
+curl -s -A "LinkScanner/1.0" "$CURL2" >/dev/null
+assert_eq "$(db "$STATUS2_SQL")" pending "a link scanner's GET confirms nothing"
+
+_cli_run "$PY" "$CDP" --timeout 30 click "$CURL2" \
+	--button-text "Confirm my subscription to club" --expect-text "$CONFIRMED"
+assert_rc 0 "Chromium: open the link, click confirm"
+assert_eq "$(py 'd["method"], d["status"]')" "POST 200" "the click POSTed and got 200"
+assert_eq "$(db "$STATUS2_SQL")" confirmed "the subscription is confirmed"
+assert_eq "$(db "SELECT e.channel || '|' || host(e.ip) || '|' || e.user_agent
+	FROM ledger e JOIN subscribers s ON s.id = e.subscriber_id
+	WHERE s.email_key = '$ADDR2' AND e.action = 'confirm'")" \
+	"confirm-link|127.0.0.1|$UA2" \
+	"its event: confirm-link, 127.0.0.1, Chromium's user agent"
 
 # --- the end ----------------------------------------------------------------------
 RC=0

@@ -72,4 +72,29 @@ assert_rc 0 "a private password file is accepted"
 run_bin config check "$TMP/none.conf"
 assert_rc 66 "a missing file"
 
+# The template files the configuration names must compile.
+printf 'Hello {{ name }},\nconfirm here:\n  {{ confirm_ur }}\n' > "$TMP/confirm.txt"
+printf 'database = { dsn = "x"; };\nsignup = { confirm_text = "%s"; };\n' \
+	"$TMP/confirm.txt" > "$TMP/tpl.conf"
+run_bin config check "$TMP/tpl.conf"
+assert_rc 78 "a confirmation template that does not compile"
+assert_err_contains "signup.confirm_text: $TMP/confirm.txt: template line 3, column 6: unknown field \"confirm_ur\"" \
+	"names the setting, the file, the line and the column"
+printf 'database = { dsn = "x"; };\nsignup = { confirm_subject = "Hi {{ confirm_url }}"; };\n' > "$TMP/subj.conf"
+run_bin config check "$TMP/subj.conf"
+assert_rc 78 "a subject with the link"
+assert_err_contains "a subject may not contain confirm_url" "says why"
+printf '<p>{{ title }}</p>\n' > "$TMP/page.html"
+printf 'database = { dsn = "x"; };\nhttp = { page_template = "%s"; };\n' \
+	"$TMP/page.html" > "$TMP/page.conf"
+run_bin config check "$TMP/page.conf"
+assert_rc 78 "a page template without its content"
+assert_err_contains "http.page_template: $TMP/page.html: template: the page has no {{ content }}" \
+	"names the setting and the file"
+printf 'database = { dsn = "x"; };\nhttp = { page_template = "%s/nope.html"; };\n' \
+	"$TMP" > "$TMP/page2.conf"
+run_bin config check "$TMP/page2.conf"
+assert_rc 78 "a page template that is not there"
+assert_err_contains "nope.html" "names it"
+
 finish

@@ -37,6 +37,7 @@ run_cli sub add b@Bücher.example --list letters --source "web form" --name "Bea
 	--ip 192.0.2.7 --user-agent "Mozilla/5.0" --consent-text v1
 assert_rc 0 "sub add with evidence"
 assert_out_contains "pending" "double opt-in starts pending"
+assert_out_contains "confirmation request" "and says a confirmation request is on its way"
 run_cli sub confirm b@xn--bcher-kva.example --list letters --source "phone call"
 assert_rc 0 "sub confirm"
 assert_out_contains "confirmed on letters" "confirm says so"
@@ -97,6 +98,36 @@ got=$(printf '%s' "$OUT" | /usr/bin/python3 -c 'import json,sys; s=json.load(sys
 assert_eq "$got" "implied 2028-11-20T00:00:00Z False" "the basis and its expiry are kept"
 run_cli sub add f@example.org --list news --source x --basis implied
 assert_rc 65 "implied consent needs an expiry"
+
+# The subscribe form of a list: its consent wording and attributes.
+run_cli list edit letters
+assert_rc 64 "list edit with nothing to change"
+assert_err_contains "nothing to change" "says so"
+run_cli list edit letters --form-consent v9
+assert_rc 65 "an unknown consent wording is refused"
+assert_err_contains 'unknown consent text "v9"' "naming it"
+run_cli list edit letters --form-attrs "city,bad key"
+assert_rc 65 "a bad attribute key is refused"
+assert_err_contains '"bad key" is not a key' "naming it"
+run_cli list edit letters --form-consent v1 --form-attrs city,plan
+assert_rc 0 "list edit opens the form"
+assert_out_contains "form consent:  v1" "list edit shows the list after"
+assert_out_contains "form attrs:    city,plan" "with its form attributes"
+run_cli list edit letters --form-consent v1 --close-form
+assert_rc 64 "--form-consent and --close-form together are refused"
+run_cli --json list edit letters --close-form --single-optin
+assert_rc 0 "list edit --close-form"
+got=$(printf '%s' "$OUT" | /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["form_consent"], d["double_optin"], d["form_attrs"])')
+assert_eq "$got" "None False city,plan" "the form is closed, the list single opt-in"
+run_cli list create shop --double-optin --form-consent v9
+assert_rc 65 "list create with an unknown consent wording"
+run_cli list show shop
+assert_rc 65 "creates nothing"
+run_cli list create shop --double-optin --form-consent v1 --form-attrs size
+assert_rc 0 "list create with its form"
+run_cli --json list show shop
+got=$(printf '%s' "$OUT" | /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["form_consent"], d["form_attrs"])')
+assert_eq "$got" "v1 size" "list create sets the form"
 
 # Removing a list.
 run_cli list rm news

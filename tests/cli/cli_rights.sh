@@ -28,9 +28,9 @@ assert_rc 0 "confirmed on letters"
 # --- export ---------------------------------------------------------------
 run_cli sub export zelda.quimby@example.net
 assert_rc 0 "export to stdout"
-assert_eq "$(py 'print(d["format"], d["profile"]["email"], d["profile"]["name"], len(d["subscriptions"]), len(d["history"]), d["messages"])')" \
-	"assent-subject-export/1 Zelda.Quimby@example.net Zelda Quimby 2 3 []" \
-	"the export has profile, subscriptions, history and messages"
+assert_eq "$(py 'print(d["format"], d["profile"]["email"], d["profile"]["name"], len(d["subscriptions"]), len(d["history"]), [(m["kind"], m["list"], m["state"]) for m in d["messages"]])')" \
+	"assent-subject-export/1 Zelda.Quimby@example.net Zelda Quimby 2 3 [('confirmation request', 'letters', 'queued')]" \
+	"the export has profile, subscriptions, history and messages (the confirmation request)"
 assert_eq "$(py 'e=d["history"][0]; print(e["ip"], e["user_agent"], e["source"], e["operator"])')" \
 	"192.0.2.7 zelda.quimby's browser signup desk $(id -un)" \
 	"and the evidence of each event"

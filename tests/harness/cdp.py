@@ -18,6 +18,13 @@ usage:
       the top-level fields describe the last tab's resulting page,
       pages[] each tab's (before_text, url, method, status, statuses,
       headers, text).
+  cdp.py fill URL --field NAME=VALUE ... --button-text TEXT
+                  [--expect-text TEXT]
+      load URL, type each VALUE into the form field named NAME (focus,
+      then keyboard input, as a person would), click the button whose
+      text is TEXT with the mouse and wait for the page it leads to.
+      Prints {user_agent, browser, before_text, before_status, url,
+      method, status, statuses, headers, text}.
 
 Options before the command: --timeout S (overall, default 25),
 --chromium PATH (default $CHROMIUM, /usr/bin/chromium, or chromium on
@@ -354,6 +361,20 @@ class Tab:
         doc.update(self.page())
         return doc
 
+    def type_into(self, name, value):
+        """Focus the field called name and type value."""
+        found = self.eval("""(() => {
+          const f = document.getElementsByName(%s);
+          if (f.length !== 1) return f.length;
+          f[0].scrollIntoView({block: 'center'});
+          f[0].focus();
+          return 1;
+        })()""" % json.dumps(name))
+        if found != 1:
+            raise Failure("%d fields named %s on %s" % (found,
+                json.dumps(name), self.eval("location.href")))
+        self.send("Input.insertText", {"text": value})
+
     def click(self, text):
         """Click the button labelled text with the mouse; the page the
         click leads to."""
@@ -439,6 +460,21 @@ def cmd_click(cdp, browser, a, out):
                 raise Failure("--between exited %d" % r.returncode)
 
 
+def cmd_fill(cdp, browser, a, out):
+    tab = Tab(cdp)
+    before = tab.navigate(a.url)
+    out["user_agent"] = tab.eval("navigator.userAgent")
+    out["browser"] = browser.version.get("Browser")
+    out["before_text"] = before["text"]
+    out["before_status"] = before["status"]
+    for field in a.field:
+        name, _, value = field.partition("=")
+        tab.type_into(name, value)
+    doc = tab.click(a.button_text)
+    out.update(doc)
+    expect(doc, a.expect_text)
+
+
 def cmd_check(a):
     need_websocket()
     prog = find_chromium(a.chromium)
@@ -467,7 +503,14 @@ def parse(argv):
     c.add_argument("--expect-text")
     c.add_argument("--tabs", type=int, default=1)
     c.add_argument("--between")
+    f = sub.add_parser("fill")
+    f.add_argument("url")
+    f.add_argument("--field", action="append", default=[])
+    f.add_argument("--button-text", required=True)
+    f.add_argument("--expect-text")
     a = p.parse_args(argv)
+    if a.cmd == "fill" and any("=" not in x for x in a.field):
+        p.error("--field takes NAME=VALUE")
     if a.cmd == "click" and not 1 <= a.tabs <= 8:
         p.error("--tabs must be 1 to 8")
     return a
@@ -494,6 +537,8 @@ def run(a):
         cdp = CDP(browser.version["webSocketDebuggerUrl"], deadline)
         if a.cmd == "show":
             cmd_show(cdp, browser, a, out)
+        elif a.cmd == "fill":
+            cmd_fill(cdp, browser, a, out)
         else:
             cmd_click(cdp, browser, a, out)
     finally:

@@ -484,7 +484,7 @@ testhelp_subscribe(PGconn *conn, const char *email, const char *name,
 	struct assent_err err;
 	char status[16];
 
-	ck_assert_msg(subs_add(conn, &req, status, &err) == 0, "%s: %s", email,
+	ck_assert_msg(subs_add(conn, &req, status, NULL, &err) == 0, "%s: %s", email,
 	    err.msg);
 }
 

@@ -93,7 +93,7 @@ subscribe(const char *email, const char *list)
 	struct assent_err err;
 	char status[16];
 
-	ck_assert_msg(subs_add(conn, &req, status, &err) == 0, "%s", err.msg);
+	ck_assert_msg(subs_add(conn, &req, status, NULL, &err) == 0, "%s", err.msg);
 }
 
 static char *
@@ -488,7 +488,7 @@ audience(void)
 	subscribe("e@e.example", "news");
 	ck_assert_msg(rights_unsubscribe(conn, "e@e.example", "news", &cli_ev, NULL,
 	    &err) == 0, "%s", err.msg);
-	ck_assert_msg(subs_add(conn, &req, status, &err) == 0, "%s", err.msg);
+	ck_assert_msg(subs_add(conn, &req, status, NULL, &err) == 0, "%s", err.msg);
 	sql_ok("UPDATE subscriptions SET basis_expires_at = now() - interval '1 day'"
 	    " WHERE subscriber_id = (SELECT id FROM subscribers"
 	    "  WHERE email_key = 'f@f.example')");

@@ -41,7 +41,7 @@ add(const char *email, const char *version, const char *basis, const char *expir
 	};
 	char status[16];
 
-	return subs_add(conn, &req, status, err);
+	return subs_add(conn, &req, status, NULL, err);
 }
 
 START_TEST(test_text_stored_with_digest)

@@ -181,9 +181,9 @@ setup_db(void)
 	testhelp_fixture_db();
 	ck_assert_int_eq(lists_create(conn, "news", NULL, false, &err), 0);
 	ck_assert_int_eq(lists_create(conn, "offers", NULL, false, &err), 0);
-	ck_assert_msg(subs_add(conn, &req, status, &err) == 0, "%s", err.msg);
+	ck_assert_msg(subs_add(conn, &req, status, NULL, &err) == 0, "%s", err.msg);
 	req.list = "offers";
-	ck_assert_msg(subs_add(conn, &req, status, &err) == 0, "%s", err.msg);
+	ck_assert_msg(subs_add(conn, &req, status, NULL, &err) == 0, "%s", err.msg);
 	for (size_t i = 0; i < sizeof(sql) / sizeof(sql[0]); i++)
 		ck_assert_msg(db_exec(conn, NULL, &err, sql[i], 0, NULL) == 0, "%s",
 		    err.msg);

@@ -59,7 +59,7 @@ add(const char *email, const char *list, const struct ledger_evidence *ev,
 	struct assent_err err;
 	char status[16];
 
-	if (subs_add(conn, &req, status, &err) == -1)
+	if (subs_add(conn, &req, status, NULL, &err) == -1)
 		ck_abort_msg("add %s to %s: %s", email, list, err.msg);
 }
 
@@ -562,6 +562,81 @@ START_TEST(test_consent_text_covered)
 END_TEST
 
 
+/* 0003's digest functions (LANGUAGE sql), in this session's pg_temp:
+ * what every event was sealed with before 0007 replaced them. */
+static const char ledger_0003_digests[] =
+    "CREATE FUNCTION pg_temp.personal_0003(e ledger) RETURNS bytea"
+    " LANGUAGE sql STABLE AS $$"
+    " SELECT sha256(e.salt || convert_to(concat_ws('|',"
+    "  coalesce(ledger_canon(text(e.ip)), '-'),"
+    "  coalesce(ledger_canon(e.user_agent), '-'),"
+    "  coalesce(ledger_canon(e.page), '-'),"
+    "  coalesce(ledger_canon(e.source), '-'),"
+    "  coalesce(ledger_canon(e.import_file), '-')), 'UTF8')) $$;"
+    "CREATE FUNCTION pg_temp.content_0003(e ledger) RETURNS bytea"
+    " LANGUAGE sql STABLE AS $$"
+    " SELECT sha256(convert_to(concat_ws('|',"
+    "  coalesce(ledger_canon(e.subscriber_id::text), '-'),"
+    "  coalesce(ledger_canon(e.seq::text), '-'),"
+    "  coalesce(ledger_canon(e.list_id::text), '-'),"
+    "  coalesce(ledger_canon(e.action), '-'),"
+    "  coalesce(ledger_canon(e.channel), '-'),"
+    "  coalesce(ledger_canon(e.status_before), '-'),"
+    "  coalesce(ledger_canon(e.status_after), '-'),"
+    "  coalesce(ledger_canon(ledger_canon_us(e.at)), '-'),"
+    "  coalesce(ledger_canon(e.operator), '-'),"
+    "  coalesce(ledger_canon(e.consent_text_version), '-'),"
+    "  coalesce(ledger_canon(e.consent_text_sha256), '-'),"
+    "  coalesce(ledger_canon(e.basis), '-'),"
+    "  coalesce(ledger_canon(ledger_canon_us(e.basis_expires_at)), '-'),"
+    "  coalesce(ledger_canon(e.import_sha256), '-'),"
+    "  coalesce(ledger_canon(e.import_line::text), '-'),"
+    "  coalesce(ledger_canon(encode(e.personal_sha256, 'hex')), '-')),"
+    "  'UTF8')) $$";
+
+/* Events appended through the chain trigger of 0007, every field used
+ * (non-ASCII text, IPv6, times before 1970 and with microseconds, an
+ * empty string, an import, implied consent, a consent wording), carry
+ * the digests 0003 gave and that ledger_verify() recomputes in C. */
+START_TEST(test_trigger_digests_as_0003)
+{
+	run_ok("INSERT INTO consent_texts (version, body, sha256, created_by)"
+	    " VALUES ('v1', 'Oui, des nouvelles \u00e9t\u00e9.',"
+	    " encode(sha256(convert_to('Oui, des nouvelles \u00e9t\u00e9.', 'UTF8')),"
+	    " 'hex'), 'tester')");
+	run_ok("INSERT INTO ledger (subscriber_id, list_id, action, channel,"
+	    " status_before, status_after, ip, user_agent, page, operator, source,"
+	    " consent_text_version, basis, basis_expires_at, import_file,"
+	    " import_sha256, import_line)"
+	    " SELECT id, NULL, 'rectify', 'cli', NULL, NULL, '2001:db8::7',"
+	    " 'M\u00f6zilla \u2603 | \"q\" \\', '', 'tester', 'caf\u00e9 desk', 'v1',"
+	    " 'implied', '2031-02-03 04:05:06.789123+02', 'f|\u00e9.csv',"
+	    " repeat('ab', 32), 7 FROM subscribers WHERE email = 'a@example.org';"
+	    "INSERT INTO ledger (subscriber_id, action, channel, operator, source,"
+	    " ip, basis_expires_at)"
+	    " SELECT id, 'rectify', 'cli', 'o', 's', '192.0.2.1',"
+	    " '1969-12-31 23:59:59.5+00' FROM subscribers WHERE email = 'b@example.org'");
+	run_ok(ledger_0003_digests);
+	ck_assert_int_eq(count("SELECT count(*) FROM ledger l WHERE"
+	    " pg_temp.personal_0003(l) IS DISTINCT FROM l.personal_sha256"
+	    " OR pg_temp.content_0003(l) IS DISTINCT FROM l.content_sha256"), 0);
+	ck_assert_int_eq(count("SELECT count(*) FROM ledger l WHERE"
+	    " ledger_personal_digest(l) IS DISTINCT FROM l.personal_sha256"
+	    " OR ledger_content_digest(l) IS DISTINCT FROM l.content_sha256"), 0);
+	ck_assert_int_eq(count("SELECT count(*) FROM ledger WHERE basis = 'implied'"
+	    " AND consent_text_sha256 IS NOT NULL AND import_line = 7"), 1);
+	assert_intact();
+	/* changed fields: both still agree, and the change shows */
+	ck_assert_int_eq(count("SELECT count(*) FROM ledger l,"
+	    " LATERAL jsonb_populate_record(l, '{\"user_agent\": \"x\","
+	    " \"at\": \"1999-01-01 00:00:00.000001+00\", \"import_line\": 8}') m"
+	    " WHERE pg_temp.personal_0003(m) IS DISTINCT FROM ledger_personal_digest(m)"
+	    " OR pg_temp.content_0003(m) IS DISTINCT FROM ledger_content_digest(m)"
+	    " OR ledger_content_digest(m) = l.content_sha256"
+	    " OR ledger_personal_digest(m) = l.personal_sha256"), 0);
+}
+END_TEST
+
 /* Under the erasure flag for a@, each of these changes something
  * erasure may not. */
 #define BLANK_REST "user_agent = NULL, page = NULL, import_file = NULL, salt = NULL"
@@ -733,6 +808,7 @@ main(void)
 	tcase_add_test(tc, test_txid_is_forced);
 	tcase_add_test(tc, test_deleted_statusless_tail);
 	tcase_add_test(tc, test_consent_text_covered);
+	tcase_add_test(tc, test_trigger_digests_as_0003);
 	tcase_add_loop_test(tc, test_erase_flag_changes_nothing_else, 0,
 	    sizeof(erase_abuses) / sizeof(erase_abuses[0]));
 	tcase_add_test(tc, test_erase_flag_is_for_one_subscriber);

@@ -25,7 +25,7 @@ subscribe(const char *email, const char *list)
 	struct assent_err err;
 	char status[16];
 
-	ck_assert_msg(subs_add(conn, &req, status, &err) == 0, "%s", err.msg);
+	ck_assert_msg(subs_add(conn, &req, status, NULL, &err) == 0, "%s", err.msg);
 }
 
 START_TEST(test_create_and_show)

@@ -241,6 +241,118 @@ START_TEST(test_erased_subscriber)
 }
 END_TEST
 
+/* A token for a list that is not there: answered as done, nothing
+ * changed, no error. */
+START_TEST(test_unknown_list)
+{
+	struct token t = tok(TOKEN_UNSUBSCRIBE, sub("ann@example.org"), 999, 0);
+	struct optout_result r;
+	struct assent_err err;
+
+	ck_assert_msg(optout_unsubscribe(conn, &t, false, &click, &r, &err) == 0,
+	    "%s", err.msg);
+	ck_assert(!r.known);
+	ck_assert(!r.changed);
+	ck_assert_str_eq(r.list_name, "");
+	ck_assert_int_eq(count("SELECT count(*) FROM ledger WHERE action = 'unsubscribe'"), 0);
+	ck_assert_int_eq(count("SELECT count(*) FROM subscriptions WHERE"
+	    " status = 'confirmed'"), 3);
+}
+END_TEST
+
+/* Evidence the ledger refuses (a C1 control character in the user
+ * agent) fails an unsubscribe that would write an event, changing
+ * nothing; one with nothing left to do still succeeds. */
+START_TEST(test_unfit_evidence)
+{
+	struct token t = tok(TOKEN_UNSUBSCRIBE, sub("ann@example.org"), list("news"), 0);
+	struct token all = tok(TOKEN_UNSUBSCRIBE, sub("ann@example.org"), 0, 0);
+	struct optout_evidence bad = { .channel = "one-click", .ip = "192.0.2.7",
+	    .user_agent = "Mail\xc2\x85/1.0" };
+	struct optout_result r;
+	struct assent_err err;
+
+	ck_assert_int_eq(optout_unsubscribe(conn, &t, false, &bad, &r, &err), -1);
+	ck_assert_int_eq(err.code, EX_DATAERR);
+	ck_assert_ptr_nonnull(strstr(err.msg, "user agent"));
+	ck_assert(!r.changed);
+	ck_assert_int_eq(optout_unsubscribe(conn, &all, false, &bad, &r, &err), -1);
+	ck_assert_int_eq(err.code, EX_DATAERR);
+	ck_assert_int_eq(count("SELECT count(*) FROM ledger WHERE action = 'unsubscribe'"), 0);
+	ck_assert_int_eq(count("SELECT count(*) FROM subscriptions WHERE"
+	    " status = 'confirmed'"), 3);
+	ck_assert_int_eq(count("SELECT count(*) FROM suppressions"), 0);
+	/* ended by a clean click: the unfit one finds nothing to write */
+	ck_assert_int_eq(optout_unsubscribe(conn, &t, false, &click, &r, &err), 0);
+	ck_assert_msg(optout_unsubscribe(conn, &t, false, &bad, &r, &err) == 0,
+	    "%s", err.msg);
+	ck_assert(!r.changed);
+	ck_assert_str_eq(r.status, "unsubscribed");
+	ck_assert_int_eq(count("SELECT count(*) FROM ledger WHERE action = 'unsubscribe'"), 1);
+}
+END_TEST
+
+/* Everything, when every list was left already: the suppression entry
+ * is the change, and the campaign's delivery learns it. */
+START_TEST(test_everything_after_each_list)
+{
+	struct token news = tok(TOKEN_UNSUBSCRIBE, sub("ann@example.org"), list("news"), 0);
+	struct token offers = tok(TOKEN_UNSUBSCRIBE, sub("ann@example.org"),
+	    list("offers"), 0);
+	struct token all = tok(TOKEN_UNSUBSCRIBE, sub("ann@example.org"), 0, 1);
+	struct optout_result r;
+	struct assent_err err;
+	static const char *const sql[] = {
+		"INSERT INTO campaigns (name, state, subject, from_address, body_text,"
+		" scheduled_at, created_by) VALUES ('spring', 'sending', 'News',"
+		" 'news@example.org', 'x', now(), 'tester')",
+		"INSERT INTO deliveries (campaign_id, subscriber_id, list_id, domain)"
+		" SELECT 1, id, 1, 'example.org' FROM subscribers",
+	};
+
+	for (size_t i = 0; i < 2; i++)
+		ck_assert_msg(db_exec(conn, NULL, &err, sql[i], 0, NULL) == 0, "%s",
+		    err.msg);
+	ck_assert_int_eq(optout_unsubscribe(conn, &news, false, &click, &r, &err), 0);
+	ck_assert_int_eq(optout_unsubscribe(conn, &offers, false, &click, &r, &err), 0);
+	ck_assert_int_eq(count("SELECT count(*) FROM deliveries WHERE"
+	    " unsubscribed_at IS NOT NULL"), 0);
+	ck_assert_msg(optout_unsubscribe(conn, &all, false, &click, &r, &err) == 0,
+	    "%s", err.msg);
+	ck_assert(r.changed);
+	ck_assert(r.known);
+	ck_assert_str_eq(r.status, "unsubscribed");
+	ck_assert_int_eq(count("SELECT count(*) FROM suppressions WHERE"
+	    " value = 'ann@example.org' AND source LIKE '%campaign 1'"), 1);
+	ck_assert_int_eq(count("SELECT count(*) FROM deliveries d JOIN subscribers p"
+	    " ON p.id = d.subscriber_id WHERE d.unsubscribed_at IS NOT NULL"
+	    " AND p.email_key = 'ann@example.org'"), 1);
+	ck_assert_int_eq(count("SELECT count(*) FROM ledger WHERE action = 'unsubscribe'"), 2);
+	ck_assert_int_eq(optout_unsubscribe(conn, &all, false, &click, &r, &err), 0);
+	ck_assert(!r.changed);
+}
+END_TEST
+
+/* The statement is prepared once per session: a session that lost it
+ * (DEALLOCATE, or a new one behind the same PGconn) gets it again. */
+START_TEST(test_prepared_statement_lost)
+{
+	struct token ann = tok(TOKEN_UNSUBSCRIBE, sub("ann@example.org"), list("news"), 0);
+	struct token bob = tok(TOKEN_UNSUBSCRIBE, sub("bob@example.org"), list("news"), 0);
+	struct optout_result r;
+	struct assent_err err;
+
+	ck_assert_int_eq(optout_unsubscribe(conn, &ann, false, &click, &r, &err), 0);
+	ck_assert(r.changed);
+	ck_assert_int_eq(db_exec(conn, NULL, &err, "DEALLOCATE ALL", 0, NULL), 0);
+	ck_assert_msg(optout_unsubscribe(conn, &bob, false, &click, &r, &err) == 0,
+	    "%s", err.msg);
+	ck_assert(r.changed);
+	ck_assert_str_eq(r.list_name, "news");
+	ck_assert_int_eq(count("SELECT count(*) FROM ledger WHERE action = 'unsubscribe'"), 2);
+}
+END_TEST
+
 START_TEST(test_confirm)
 {
 	struct subs_request req = { .email = "cat@example.org", .list = "club",
@@ -252,7 +364,7 @@ START_TEST(test_confirm)
 	struct assent_err err;
 	char status[16];
 
-	ck_assert_msg(subs_add(conn, &req, status, &err) == 0, "%s", err.msg);
+	ck_assert_msg(subs_add(conn, &req, status, NULL, &err) == 0, "%s", err.msg);
 	ck_assert_str_eq(status, "pending");
 	t = tok(TOKEN_CONFIRM, sub("cat@example.org"), list("club"), 0);
 	u = tok(TOKEN_UNSUBSCRIBE, sub("cat@example.org"), list("club"), 0);
@@ -293,6 +405,10 @@ main(void)
 	tcase_add_test(tc, test_user_agent_cleaned_and_cut);
 	tcase_add_test(tc, test_user_agent_not_utf8);
 	tcase_add_test(tc, test_erased_subscriber);
+	tcase_add_test(tc, test_unknown_list);
+	tcase_add_test(tc, test_unfit_evidence);
+	tcase_add_test(tc, test_everything_after_each_list);
+	tcase_add_test(tc, test_prepared_statement_lost);
 	tcase_add_test(tc, test_confirm);
 	suite_add_tcase(s, tc);
 	return testhelp_run_suite(s);

@@ -82,7 +82,7 @@ add(const char *email, const char *list, const struct ledger_evidence *ev,
 	struct assent_err err;
 	char status[16];
 
-	ck_assert_msg(subs_add(conn, &req, status, &err) == 0, "%s: %s", email, err.msg);
+	ck_assert_msg(subs_add(conn, &req, status, NULL, &err) == 0, "%s: %s", email, err.msg);
 }
 
 static void

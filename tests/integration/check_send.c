@@ -22,6 +22,7 @@
 #include "assent/consent.h"
 #include "assent/keys.h"
 #include "assent/lists.h"
+#include "assent/rights.h"
 #include "assent/subs.h"
 #include "assent/suppress.h"
 #include "assent/xmalloc.h"
@@ -468,6 +469,25 @@ START_TEST(test_end_to_end)
 		free(msg);
 		free(msg_path);
 	}
+	/* the person's subject export lists the message and its fate */
+	{
+		struct audit_actor who = { "tester", "host" };
+		struct assent_err err;
+		json_t *doc, *m;
+
+		ck_assert_msg(rights_export(conn, &w.gate, "reject0@example.org",
+		    &who, &doc, &err) == 0, "%s", err.msg);
+		ck_assert_int_eq(json_array_size(json_object_get(doc, "messages")), 1);
+		m = json_array_get(json_object_get(doc, "messages"), 0);
+		ck_assert_str_eq(json_string_value(json_object_get(m, "kind")),
+		    "campaign");
+		ck_assert_str_eq(json_string_value(json_object_get(m, "campaign")),
+		    "spring");
+		ck_assert_str_eq(json_string_value(json_object_get(m, "state")),
+		    "failed");
+		ck_assert(json_is_string(json_object_get(m, "bounced_at")));
+		json_decref(doc);
+	}
 	json_decref(counts);
 	json_decref(entries);
 	free(log);
@@ -717,10 +737,12 @@ START_TEST(test_outcomes_survive_a_lost_connection)
 			testhelp_sleep_ms(20);
 		}
 	}
-	/* the worker's connection: the one holding a sender session lock */
+	/* the worker's connection: the one holding a sender session lock in
+	 * this test's database (other tests run daemons side by side) */
 	ck_assert_int_eq(count("SELECT count(pg_terminate_backend(l.pid))"
 	    " FROM pg_locks l WHERE l.locktype = 'advisory' AND l.objsubid = 2"
-	    " AND l.objid <> 0 AND l.classid = 1095979844"), 1);
+	    " AND l.objid <> 0 AND l.classid = 1095979844 AND l.database ="
+	    " (SELECT oid FROM pg_database WHERE datname = current_database())"), 1);
 	wait_log(log, "wrote the outcomes of 3 messages");
 	wait_done("resilient", log);
 	daemon_stop(pid);

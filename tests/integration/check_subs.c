@@ -42,7 +42,7 @@ add(const char *email, const char *list, const struct ledger_evidence *ev,
 		.resubscribe = resubscribe, .evidence = ev,
 	};
 
-	return subs_add(conn, &req, status, err);
+	return subs_add(conn, &req, status, NULL, err);
 }
 
 static long
@@ -140,7 +140,7 @@ START_TEST(test_refusals_change_nothing)
 	struct assent_err err;
 	char status[16];
 
-	ck_assert_int_eq(subs_add(conn, &req, status, &err), -1);
+	ck_assert_int_eq(subs_add(conn, &req, status, NULL, &err), -1);
 	ck_assert_int_eq(err.code, EX_DATAERR);
 	ck_assert_msg(strstr(err.msg, refusals[_i].why) != NULL,
 	    "message \"%s\" lacks \"%s\"", err.msg, refusals[_i].why);
@@ -306,7 +306,7 @@ START_TEST(test_utf8_whatever_pgclientencoding)
 	setenv("PGCLIENTENCODING", "LATIN1", 1);
 	ck_assert_int_eq(db_connect(testhelp_dsn, &latin1, &err), 0);
 	unsetenv("PGCLIENTENCODING");
-	ck_assert_msg(subs_add(latin1, &req, status, &err) == 0, "%s", err.msg);
+	ck_assert_msg(subs_add(latin1, &req, status, NULL, &err) == 0, "%s", err.msg);
 	db_close(latin1);
 	ck_assert_int_eq(count("SELECT length(name) FROM subscribers"), 5);
 }

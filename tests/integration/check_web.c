@@ -2,7 +2,9 @@
  * check_web: the links in mail, over real HTTP against a running
  * assentd ($ASSENTD_BIN): /u/TOKEN (unsubscribe) and /c/TOKEN
  * (confirm). GET changes nothing, POST acts once, bad tokens all look
- * alike, and what the ledger records (channel, IP, user agent).
+ * alike, and what the ledger records (channel, IP, user agent). An
+ * expired confirmation link offers a fresh one. (The subscribe form
+ * and the page template: check_signup_web.)
  */
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -75,6 +77,16 @@ assert_text(const char *sql, const char *want)
 	ck_assert_msg(strcmp(got, want) == 0, "%s: \"%s\", not \"%s\"", sql, got,
 	    want);
 	free(got);
+}
+
+static void
+sql_exec(const char *statement)
+{
+	PGresult *res = PQexec(conn, statement);
+
+	ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK, "%s: %s",
+	    statement, PQerrorMessage(conn));
+	PQclear(res);
 }
 
 /* The status of email's subscription to name. */
@@ -442,13 +454,19 @@ START_TEST(test_form_scopes)
 	    "web");
 	ck_assert_int_eq(count("SELECT count(*) FROM suppressions"), 0);
 
-	/* Already off news: the page says so and still offers everything. */
+	/* Already off news: the page (which asks the database nothing)
+	 * still offers both; leaving news again changes nothing. */
 	r = http("GET", u, NULL, NULL);
 	ck_assert_int_eq(r.status, 200);
-	assert_has(&r, "You are no longer subscribed to news.");
+	assert_has(&r, "Leave the list news?");
 	assert_has(&r, "value=\"all\"");
-	assert_lacks(&r, "value=\"list\"");
 	free(r.raw);
+	r = http("POST", u, FORM_URLENC, "scope=list");
+	ck_assert_int_eq(r.status, 200);
+	assert_has(&r, "You will get no more mail from news.");
+	free(r.raw);
+	ck_assert_int_eq(count("SELECT count(*) FROM ledger"
+	    " WHERE action = 'unsubscribe'"), 1);
 
 	r = http("POST", u, FORM_URLENC, "scope=all");
 	ck_assert_int_eq(r.status, 200);
@@ -607,9 +625,11 @@ START_TEST(test_confirm_flow)
 	ck_assert_int_eq(r.status, 200);
 	assert_has(&r, "Your subscription to club is confirmed already.");
 	free(r.raw);
+	/* The page asks the database nothing: the button is there, and
+	 * the page it leads to says how things are. */
 	r = http("GET", c, NULL, NULL);
-	assert_has(&r, "is confirmed already.");
-	assert_lacks(&r, "<form");
+	ck_assert_int_eq(r.status, 200);
+	assert_has(&r, "Confirm my subscription to club");
 	free(r.raw);
 	ck_assert_int_eq(count("SELECT count(*) FROM ledger"
 	    " WHERE action = 'confirm'"), 1);
@@ -622,18 +642,157 @@ START_TEST(test_confirm_expired)
 	/* The default confirm_ttl is 7 days. */
 	char *c = confirm_link("cat@example.org", "club",
 	    time(NULL) - 8 * 86400);
+	char *forged = xstrdup(c), *action;
+	long events = count("SELECT count(*) FROM ledger");
+	/* cat's sign-up queued one already (subs.h) */
+	long notices = count("SELECT count(*) FROM notices");
+	struct testhelp_http_reply r, first;
+
+	forged[10] = forged[10] == 'A' ? 'B' : 'A';
+	action = xasprintf("<form method=\"post\" action=\"%s\">", c + 3);
+	daemon_start(NULL, NULL);
+	/* GET, HEAD, and a POST that does not ask for a new link: the same
+	 * page, nothing done */
+	first = http("GET", c, UA_HEADER, NULL);
+	ck_assert_int_eq(first.status, 200);
+	assert_has(&first, "This confirmation link has expired.");
+	assert_has(&first, "If you still want mail from club");
+	assert_has(&first, action);
+	assert_has(&first, "name=\"resend\" value=\"1\">Send me a new link"
+	    "</button>");
+	assert_lacks(&first, "cat@example.org");
+	r = http("HEAD", c, NULL, NULL);
+	ck_assert_int_eq(r.status, 200);
+	free(r.raw);
+	r = http("POST", c, FORM_URLENC, "confirm=yes");
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_str_eq(r.body, first.body);
+	free(r.raw);
+	assert_status("cat@example.org", "club", "pending");
+	ck_assert_int_eq(count("SELECT count(*) FROM notices"), notices);
+	ck_assert_int_eq(count("SELECT count(*) FROM ledger"), events);
+
+	/* the button: a fresh confirmation request, and no confirmation
+	 * (the first one went out: one still queued would stand for it,
+	 * notice.h) */
+	sql_exec("UPDATE notices SET state = 'sending', sender_session = 1");
+	sql_exec("UPDATE notices SET state = 'sent', sent_at = now()");
+	r = http("POST", c, FORM_URLENC UA_HEADER, "resend=1");
+	ck_assert_int_eq(r.status, 200);
+	assert_has(&r, "If your subscription to club is still waiting to be "
+	    "confirmed, a new link is on its way");
+	free(r.raw);
+	assert_status("cat@example.org", "club", "pending");
+	ck_assert_int_eq(count("SELECT count(*) FROM notices n"
+	    " JOIN subscribers p ON p.id = n.subscriber_id"
+	    " JOIN lists l ON l.id = n.list_id WHERE p.email_key ="
+	    " 'cat@example.org' AND l.name = 'club' AND n.kind = 'confirm'"),
+	    notices + 1);
+	ck_assert_int_eq(count("SELECT count(*) FROM ledger"
+	    " WHERE action = 'confirm'"), 0);
+
+	/* a forged one is just not valid */
+	for (int i = 0; i < 2; i++) {
+		r = http(i == 0 ? "GET" : "POST", forged, FORM_URLENC, "resend=1");
+		ck_assert_int_eq(r.status, 400);
+		assert_has(&r, "This link is not valid.");
+		free(r.raw);
+	}
+	ck_assert_int_eq(count("SELECT count(*) FROM notices"), notices + 1);
+	free(first.raw);
+	free(action);
+	free(forged);
+	free(c);
+}
+END_TEST
+
+/* A confirmed subscription: the button of an expired link answers the
+ * same, and queues nothing. */
+START_TEST(test_confirm_expired_settled)
+{
+	char *c = confirm_link("ann@example.org", "news",
+	    time(NULL) - 8 * 86400);
+	char *p = confirm_link("cat@example.org", "club",
+	    time(NULL) - 8 * 86400);
+	struct testhelp_http_reply r, pending;
+
+	daemon_start(NULL, NULL);
+	pending = http("POST", p, FORM_URLENC, "resend=1");
+	r = http("POST", c, FORM_URLENC, "resend=1");
+	ck_assert_int_eq(r.status, 200);
+	assert_has(&r, "If your subscription to news is still waiting");
+	free(r.raw);
+	assert_status("ann@example.org", "news", "confirmed");
+	ck_assert_int_eq(count("SELECT count(*) FROM notices n"
+	    " JOIN subscribers p ON p.id = n.subscriber_id"
+	    " WHERE p.email_key = 'ann@example.org'"), 0);
+	free(pending.raw);
+	free(p);
+	free(c);
+}
+END_TEST
+
+/* The button of an expired link queues mail: each press counts against
+ * the client's allowance, like a sign-up (it cannot mail-bomb), and the
+ * expired page without a press does not. */
+START_TEST(test_confirm_again_limited)
+{
+	char *c = confirm_link("cat@example.org", "club",
+	    time(NULL) - 8 * 86400);
+	struct testhelp_http_reply r;
+	int first_limited = -1;
+
+	daemon_start(NULL, NULL);
+	for (int i = 0; i < 15; i++) {
+		r = http("GET", c, NULL, NULL);
+		ck_assert_int_eq(r.status, 200);
+		free(r.raw);
+	}
+	for (int i = 0; i < 12; i++) {
+		r = http("POST", c, FORM_URLENC, "resend=1");
+		ck_assert_msg(r.status == 200 || r.status == 429, "%d", r.status);
+		if (r.status == 429 && first_limited < 0) {
+			first_limited = i;
+			ck_assert(testhelp_http_has_header(&r, "Retry-After", ""));
+			ck_assert(testhelp_http_has_header(&r,
+			    "Content-Security-Policy", "default-src 'none'"));
+		}
+		free(r.raw);
+	}
+	ck_assert_msg(first_limited == 10, "limited from %d", first_limited);
+	/* and a sign-up from the same client is over the limit too */
+	r = http("POST", "/s/club", FORM_URLENC, "email=x");
+	ck_assert_int_eq(r.status, 429);
+	free(r.raw);
+	free(c);
+}
+END_TEST
+
+/* A token naming a list that does not exist (or no longer does) shows
+ * no list's name, never another list's. */
+START_TEST(test_unknown_list_name)
+{
+	char *u = link_for("/u/", TOKEN_UNSUBSCRIBE,
+	    testhelp_subscriber_id(conn, "ann@example.org"), 987654, time(NULL), 0);
+	char *n = unsub_link("ann@example.org", "news");
 	struct testhelp_http_reply r;
 
 	daemon_start(NULL, NULL);
-	for (int i = 0; i < 2; i++) {
-		r = http(i == 0 ? "GET" : "POST", c, NULL, NULL);
-		ck_assert_int_eq(r.status, 410);
-		assert_has(&r, "This confirmation link has expired.");
-		assert_lacks(&r, "<form");
+	r = http("GET", n, NULL, NULL);         /* the table is loaded */
+	assert_has(&r, "Leave the list news?");
+	free(r.raw);
+	for (int i = 0; i < 3; i++) {
+		r = http("GET", u, NULL, NULL);
+		ck_assert_int_eq(r.status, 200);
+		assert_has(&r, "Leave the list this list?");
+		assert_lacks(&r, "news");
+		assert_lacks(&r, "offers");
+		assert_lacks(&r, "club");
 		free(r.raw);
+		testhelp_sleep_ms(250);
 	}
-	assert_status("cat@example.org", "club", "pending");
-	free(c);
+	free(n);
+	free(u);
 }
 END_TEST
 
@@ -915,6 +1074,9 @@ main(void)
 	tcase_add_test(tc, test_bad_tokens);
 	tcase_add_test(tc, test_confirm_flow);
 	tcase_add_test(tc, test_confirm_expired);
+	tcase_add_test(tc, test_confirm_expired_settled);
+	tcase_add_test(tc, test_confirm_again_limited);
+	tcase_add_test(tc, test_unknown_list_name);
 	tcase_add_loop_test(tc, test_forwarded_for, 0,
 	    sizeof(xff_cases) / sizeof(xff_cases[0]));
 	tcase_add_test(tc, test_retired_key);

@@ -681,6 +681,27 @@ START_TEST(test_refused)
 }
 END_TEST
 
+/* A notice (a confirmation request) is not list mail: no List-Id, no
+ * List-Unsubscribe, no List-Unsubscribe-Post. */
+START_TEST(test_notice_headers)
+{
+	struct mime_message m;
+	struct assent_err err;
+	struct buf b;
+
+	base_message(&m);
+	m.list_name = NULL;
+	m.list_id = NULL;
+	m.unsubscribe_url = NULL;
+	m.unsubscribe_mailto = NULL;
+	buf_init(&b);
+	ck_assert_msg(mime_build(&m, &b, &err) == 0, "%s", err.msg);
+	ck_assert_ptr_null(strstr(b.data, "List-"));
+	ck_assert_ptr_nonnull(strstr(b.data, "\r\nMIME-Version: 1.0\r\n"));
+	buf_free(&b);
+}
+END_TEST
+
 /* The buffer is reused: a second, shorter message replaces the first. */
 START_TEST(test_buffer_reuse)
 {
@@ -912,6 +933,7 @@ mime_suite(void)
 	tcase_add_loop_test(tc, test_refused, 0,
 	    sizeof(bad_cases) / sizeof(bad_cases[0]));
 	tcase_add_test(tc, test_buffer_reuse);
+	tcase_add_test(tc, test_notice_headers);
 	tcase_add_loop_test(tc, test_golden, 0,
 	    sizeof(golden_names) / sizeof(golden_names[0]));
 	tcase_add_loop_test(tc, test_verp_ok, 0,

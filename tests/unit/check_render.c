@@ -46,6 +46,10 @@ setup(void)
 	values.manage_url = "https://x.example/m/T2";
 	values.postal_address = POSTAL;
 	values.organisation = "Acme & Co";
+	values.list = "<news&co>";
+	values.confirm_url = "https://x.example/c/T3";
+	values.title = "Leave <news>";
+	values.content = "<p>made by assentd</p>";
 }
 
 static void
@@ -134,6 +138,20 @@ static const struct {
 	{ RENDER_HTML, "<a href=\"{{unsubscribe_url}}\">x</a>"
 	    "{{ sender.postal_address }}",
 	    "<a href=\"" URL_H "\">x</a>" POSTAL },
+	/* notices: the list and the confirmation link */
+	{ RENDER_NOTICE_SUBJECT, "Confirm {{ list }} for {{ name | \"you\" }}",
+	    "Confirm <news&co> for Ann" },
+	{ RENDER_NOTICE_TEXT, "{{ list }}: {{ confirm_url }} {{ email }}",
+	    "<news&co>: https://x.example/c/T3 ann@example.org" },
+	{ RENDER_NOTICE_HTML, "<a href=\"{{ confirm_url }}\">{{ list }}</a>"
+	    "{{ sender.postal_address }}",
+	    "<a href=\"https://x.example/c/T3\">&lt;news&amp;co&gt;</a>" POSTAL },
+	/* pages: content goes in as it is, everything else escaped */
+	{ RENDER_PAGE, "<title>{{ title }}</title>{{ content }}{{ list }}",
+	    "<title>Leave &lt;news&gt;</title><p>made by assentd</p>"
+	    "&lt;news&amp;co&gt;" },
+	{ RENDER_PAGE, "{{content}}{{ sender.organisation }}",
+	    "<p>made by assentd</p>Acme &amp; Co" },
 };
 
 START_TEST(test_render_ok)
@@ -253,6 +271,30 @@ static const struct {
 	{ RENDER_TEXT, "",
 	    "template: the body has no {{ unsubscribe_url }} (every message "
 	    "needs an unsubscribe link)" },
+	/* each kind takes its own fields */
+	{ RENDER_TEXT, "{{ confirm_url }}" TAIL,
+	    "template line 1, column 4: a campaign body may not contain "
+	    "confirm_url" },
+	{ RENDER_SUBJECT, "{{ list }}",
+	    "template line 1, column 4: a subject may not contain list" },
+	{ RENDER_NOTICE_TEXT, "{{ unsubscribe_url }} {{ confirm_url }}",
+	    "template line 1, column 4: a confirmation request may not "
+	    "contain unsubscribe_url" },
+	{ RENDER_NOTICE_SUBJECT, "{{ confirm_url }}",
+	    "template line 1, column 4: a subject may not contain confirm_url" },
+	{ RENDER_NOTICE_TEXT, "Hello {{ list }}",
+	    "template: the body has no {{ confirm_url }} (a confirmation "
+	    "request needs its link)" },
+	{ RENDER_PAGE, "<p>{{ title }}</p>",
+	    "template: the page has no {{ content }} (where the page's own "
+	    "text goes)" },
+	{ RENDER_PAGE, "{{ content }}{{ name }}",
+	    "template line 1, column 17: a page may not contain name" },
+	{ RENDER_PAGE, "{{ content }}{{ attr.x }}",
+	    "template line 1, column 17: a page may not contain attr.x" },
+	{ RENDER_NOTICE_SUBJECT, "Hi\n",
+	    "template line 1, column 3: a subject may not contain a line "
+	    "break" },
 	/* encoding */
 	{ RENDER_TEXT, "ok \xff" TAIL, "template: not valid UTF-8 (byte 4)" },
 	{ RENDER_SUBJECT, "\xc3\xa9\xe2\x82", "template: not valid UTF-8 "

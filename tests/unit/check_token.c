@@ -588,6 +588,40 @@ START_TEST(test_ttl_configurable)
 }
 END_TEST
 
+/* token_verify_confirm(): expiry told apart, and only for a genuine
+ * confirm token. */
+START_TEST(test_verify_confirm_expired)
+{
+	struct token t = sample(TOKEN_CONFIRM), out;
+	char text[TOKEN_TEXT_SIZE], bad[TOKEN_TEXT_SIZE];
+	struct assent_err err;
+
+	t.issued_at = NOW - 3600;
+	make_ok(&t, text);
+	ck_assert_int_eq(token_verify_confirm(signer, text, NOW, 3600, &out,
+	    &err), 0);
+	ck_assert_uint_eq(out.subscriber_id, t.subscriber_id);
+	memset(&out, 0, sizeof(out));
+	ck_assert_int_eq(token_verify_confirm(signer, text, NOW, 3599, &out,
+	    &err), 1);
+	ck_assert_uint_eq(out.subscriber_id, t.subscriber_id);
+	ck_assert_uint_eq(out.list_id, t.list_id);
+	/* a forged expired one is just invalid */
+	memcpy(bad, text, sizeof(bad));
+	bad[TOKEN_TEXT_LEN - 3] = bad[TOKEN_TEXT_LEN - 3] == 'A' ? 'B' : 'A';
+	ck_assert_int_eq(token_verify_confirm(signer, bad, NOW, 3599, &out,
+	    &err), -1);
+	ck_assert_str_eq(err.msg, "invalid token");
+	ck_assert_uint_eq(out.subscriber_id, 0);
+	/* so is an expired-looking token of another purpose */
+	t = sample(TOKEN_UNSUBSCRIBE);
+	t.issued_at = NOW - 3600;
+	make_ok(&t, text);
+	ck_assert_int_eq(token_verify_confirm(signer, text, NOW, 3599, &out,
+	    &err), -1);
+}
+END_TEST
+
 /* ---- what token_make refuses ----------------------------------------- */
 
 static const struct {
@@ -989,6 +1023,7 @@ token_suite(void)
 	tcase_add_loop_test(tc, test_time, 0,
 	    sizeof(time_cases) / sizeof(time_cases[0]));
 	tcase_add_test(tc, test_ttl_configurable);
+	tcase_add_test(tc, test_verify_confirm_expired);
 	tcase_add_loop_test(tc, test_make_refuses, 0,
 	    sizeof(make_bad_cases) / sizeof(make_bad_cases[0]));
 	tcase_add_test(tc, test_make_small_buffer);

@@ -64,6 +64,10 @@ struct assent_conf {
 	char *sending_domain_limits;    /* throttle.h's syntax; "" for none */
 	long  sending_max_schedule_age; /* seconds */
 
+	int   bounce_soft_limit;        /* soft bounces that suppress for a while */
+	long  bounce_soft_span;         /* seconds, first to last of them at least */
+	long  bounce_soft_suppress_for; /* seconds */
+
 	char *log_level;
 	bool  log_syslog;
 

@@ -6,8 +6,10 @@
  * one thread.
  *
  * Memory: db_connect() returns a PGconn the caller closes with
- * db_close(). db_exec() hands back a PGresult the caller frees with
- * PQclear() (when res_r is NULL the result is cleared for you).
+ * db_close(). db_exec() and db_exec_prepared() hand back a PGresult the
+ * caller frees with PQclear() (when res_r is NULL the result is cleared
+ * for you). struct db_statement is borrowed for the call; what
+ * db_exec_prepared() remembers of a connection is freed with it.
  */
 #ifndef ASSENT_DB_H
 #define ASSENT_DB_H
@@ -33,6 +35,29 @@ void db_close(PGconn *conn);
  * EX_UNAVAILABLE for a lost connection, EX_SOFTWARE otherwise. */
 int db_exec(PGconn *conn, PGresult **res_r, struct assent_err *err,
     const char *sql, int nparams, const char *const *params);
+
+/* A statement run by name (style rule 8: SQL prepared once per
+ * connection). name must be unique among assent's statements. */
+struct db_statement {
+	const char *name;
+	const char *sql;
+};
+
+/* Run st as db_exec() runs its SQL (same results, same error codes),
+ * preparing it first on a connection (server session) that does not
+ * have it: the first use on each connection, again after PQreset(), and
+ * after the server lost it (DEALLOCATE ALL; SQLSTATE 26000), which is
+ * retried once when outside a transaction (nothing ran) and inside one
+ * fails with EX_TEMPFAIL (the transaction is aborted; the caller's
+ * retry prepares it again). Inside a transaction a first use asks the
+ * server whether st is there before preparing, as a failed PREPARE would
+ * abort the transaction. lengths and formats are PQexecPrepared()'s
+ * (NULL: text parameters). What each connection has is kept with the
+ * PGconn (libpq instance data), so threads with their own connections
+ * need no locking. */
+int db_exec_prepared(PGconn *conn, PGresult **res_r, struct assent_err *err,
+    const struct db_statement *st, int nparams, const char *const *params,
+    const int *lengths, const int *formats);
 
 /* Transactions: "BEGIN", "COMMIT", "ROLLBACK". db_rollback() never
  * fails visibly (it is the cleanup path). */

@@ -18,8 +18,9 @@
  * signup.confirm_text (or the built-in one) and optionally HTML from
  * signup.confirm_html, with {{ confirm_url }} = BASE/c/TOKEN (a confirm
  * token for the subscriber and list, valid tokens.confirm_ttl); the
- * envelope sender is n-CTOKEN@BOUNCE_DOMAIN (a compact bounce token of
- * the notice's id: "n-" tells notices' bounces from deliveries' "b-");
+ * envelope sender is n-CTOKEN@BOUNCE_DOMAIN (a compact token of purpose
+ * notice with the notice's id: its MAC tells it from a delivery's "b-"
+ * bounce token, whose ids overlap);
  * Message-ID <nID.ISSUED@FROM_DOMAIN>. It has no List-Id and no
  * List-Unsubscribe: it is not list mail, and the person is not
  * subscribed yet.

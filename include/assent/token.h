@@ -64,9 +64,10 @@ enum token_purpose {
 	TOKEN_CONFIRM = 2,
 	TOKEN_MANAGE = 3,
 	TOKEN_BOUNCE = 4,
+	TOKEN_NOTICE = 5,       /* compact only: a notice's bounce address */
 };
 #define TOKEN_PURPOSE_MIN TOKEN_UNSUBSCRIBE
-#define TOKEN_PURPOSE_MAX TOKEN_BOUNCE
+#define TOKEN_PURPOSE_MAX TOKEN_NOTICE
 
 struct token {
 	enum token_purpose purpose;
@@ -130,7 +131,9 @@ int token_verify_confirm(struct token_signer *signer, const char *text,
  *	offset size  field
  *	     0    1  version (TOKEN_COMPACT_VERSION)
  *	     1    1  key id
- *	     2    1  purpose (bounce; unsubscribe and manage also allowed,
+ *	     2    1  purpose (bounce: a campaign delivery; notice: a
+ *	             notice's bounce address (notice.h), its id in the
+ *	             delivery id field; unsubscribe and manage also allowed;
  *	             confirm refused: it needs a list and an expiry)
  *	     3    7  delivery id, big-endian (1 to TOKEN_COMPACT_ID_MAX)
  *	    10    4  issue time, seconds since 1970 UTC, big-endian

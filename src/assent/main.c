@@ -26,8 +26,9 @@ static const struct {
 	  cmd_suppress },
 	{ "campaign", "write, preview, test, schedule and follow campaigns",
 	  cmd_campaign },
-	{ "inbound", "act on a message sent to the bounce domain (mailto unsubscribe)",
-	  cmd_inbound },
+	{ "inbound", "act on mail sent to the bounce domain: bounces, complaints, "
+	  "mailto unsubscribes", cmd_inbound },
+	{ "bounces", "list what came back and what was done about it", cmd_bounces },
 	{ "ledger", "verify the consent ledger's chain", cmd_ledger },
 	{ "consent-text", "add, list and show the consent wordings shown to subscribers",
 	  cmd_consent },

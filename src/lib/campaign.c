@@ -1107,6 +1107,33 @@ campaign_tally(PGconn *conn, const char *id, struct campaign_tally *t,
 	return 0;
 }
 
+/* What came back, from the bounces table: "bounces" {hard, soft, policy,
+ * complaint}, each the campaign's deliveries with at least one of that
+ * class (a 4xx retried three times is one soft bounce). Policy refusals
+ * are the sender's problem: the operator reads them here. */
+static int
+campaign_bounces(PGconn *conn, const char *id, json_t *report,
+    struct assent_err *err)
+{
+	const char *params[] = { id };
+	PGresult *res;
+
+	if (db_exec(conn, &res, err, "SELECT"
+	    " count(DISTINCT delivery_id) FILTER (WHERE class = 'hard'),"
+	    " count(DISTINCT delivery_id) FILTER (WHERE class = 'soft'),"
+	    " count(DISTINCT delivery_id) FILTER (WHERE class = 'policy'),"
+	    " count(DISTINCT delivery_id) FILTER (WHERE class = 'complaint')"
+	    " FROM bounces WHERE campaign_id = $1", 1, params) == -1)
+		return -1;
+	json_object_set_new(report, "bounces", json_pack("{s:I, s:I, s:I, s:I}",
+	    "hard", (json_int_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10),
+	    "soft", (json_int_t)strtoll(PQgetvalue(res, 0, 1), NULL, 10),
+	    "policy", (json_int_t)strtoll(PQgetvalue(res, 0, 2), NULL, 10),
+	    "complaint", (json_int_t)strtoll(PQgetvalue(res, 0, 3), NULL, 10)));
+	PQclear(res);
+	return 0;
+}
+
 int
 campaign_report(PGconn *conn, const char *name, json_t **report_r,
     struct assent_err *err)
@@ -1138,6 +1165,11 @@ campaign_report(PGconn *conn, const char *name, json_t **report_r,
 	json_object_set_new(o, "bounced", json_integer(t.bounced));
 	json_object_set_new(o, "complained", json_integer(t.complained));
 	json_object_set_new(o, "unsubscribed", json_integer(t.unsubscribed));
+	if (campaign_bounces(conn, PQgetvalue(c, 0, 0), o, err) == -1) {
+		json_decref(o);
+		PQclear(c);
+		return -1;
+	}
 	PQclear(c);
 	*report_r = o;
 	return 0;

@@ -187,6 +187,20 @@ static const struct conf_setting conf_settings[] = {
 	  .description = "seconds past its time after which a scheduled campaign "
 	  "is started only if scheduled with --force" },
 
+	{ .path = "bounce.soft_limit", .type = CONF_INT,
+	  .offset = OFF(bounce_soft_limit), .def_number = 3, .min = 1, .max = 1000,
+	  .description = "soft bounces of one address that suppress it for a while "
+	  "(with bounce.soft_span)" },
+	{ .path = "bounce.soft_span", .type = CONF_LONG,
+	  .offset = OFF(bounce_soft_span), .def_number = 14 * 86400,
+	  .min = 0, .max = 31536000,
+	  .description = "seconds at least between the first and the last of "
+	  "those soft bounces" },
+	{ .path = "bounce.soft_suppress_for", .type = CONF_LONG,
+	  .offset = OFF(bounce_soft_suppress_for), .def_number = 90 * 86400,
+	  .min = 3600, .max = 315360000,
+	  .description = "seconds a soft-bounce-limit suppression lasts" },
+
 	{ .path = "log.level", .type = CONF_STRING, .offset = OFF(log_level),
 	  .def_string = "info", .flags = CONF_NONEMPTY, .check = conf_check_level,
 	  .description = "least severe level logged: error, warn, info or debug" },

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <libpq-events.h>
 
 #include "assent/buf.h"
 #include "assent/db.h"
@@ -93,20 +94,33 @@ db_code_for_sqlstate(PGconn *conn, const char *state)
 	return EX_SOFTWARE;
 }
 
-int
-db_exec(PGconn *conn, PGresult **res_r, struct assent_err *err,
-    const char *sql, int nparams, const char *const *params)
+/* Fill err (and this thread's SQLSTATE) from the failed result res, which
+ * the caller clears: the server's first line and a code as db.h says. */
+static int
+db_failed(PGconn *conn, const PGresult *res, struct assent_err *err)
 {
-	ExecStatusType status;
 	const char *state;
 	char reason[512];
-	PGresult *res;
 
-	if (res_r != NULL)
-		*res_r = NULL;
 	db_sqlstate[0] = '\0';
-	res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
-	status = PQresultStatus(res);
+	state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	if (state != NULL)
+		snprintf(db_sqlstate, sizeof(db_sqlstate), "%s", state);
+	db_first_line(res != NULL && PQresultErrorMessage(res)[0] != '\0' ?
+	    PQresultErrorMessage(res) : PQerrorMessage(conn),
+	    reason, sizeof(reason));
+	if (strncmp(reason, "ERROR:  ", 8) == 0)
+		memmove(reason, reason + 8, strlen(reason + 8) + 1);
+	return err_set(err, db_code_for_sqlstate(conn, db_sqlstate),
+	    "database: %s", reason);
+}
+
+/* Hand res to the caller (or clear it) when it succeeded, else fail. */
+static int
+db_result(PGconn *conn, PGresult *res, PGresult **res_r, struct assent_err *err)
+{
+	ExecStatusType status = PQresultStatus(res);
+
 	if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
 		if (res_r != NULL)
 			*res_r = res;
@@ -114,17 +128,189 @@ db_exec(PGconn *conn, PGresult **res_r, struct assent_err *err,
 			PQclear(res);
 		return 0;
 	}
-	state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-	if (state != NULL)
-		snprintf(db_sqlstate, sizeof(db_sqlstate), "%s", state);
-	db_first_line(res != NULL && PQresultErrorMessage(res)[0] != '\0' ?
-	    PQresultErrorMessage(res) : PQerrorMessage(conn),
-	    reason, sizeof(reason));
+	db_failed(conn, res, err);
 	PQclear(res);
-	if (strncmp(reason, "ERROR:  ", 8) == 0)
-		memmove(reason, reason + 8, strlen(reason + 8) + 1);
-	return err_set(err, db_code_for_sqlstate(conn, db_sqlstate),
-	    "database: %s", reason);
+	return -1;
+}
+
+int
+db_exec(PGconn *conn, PGresult **res_r, struct assent_err *err,
+    const char *sql, int nparams, const char *const *params)
+{
+	if (res_r != NULL)
+		*res_r = NULL;
+	db_sqlstate[0] = '\0';
+	return db_result(conn, PQexecParams(conn, sql, nparams, NULL, params,
+	    NULL, NULL, 0), res_r, err);
+}
+
+/* ---- named prepared statements --------------------------------------------- */
+
+/*
+ * What a server session has prepared, as libpq instance data of the
+ * PGconn (libpq-events.h): it lives and dies with the connection, is
+ * emptied when PQreset() opens a new session, and belongs to whichever
+ * thread holds the connection, so no lock and no registry keyed by
+ * pointers that may be reused. What it cannot see (DEALLOCATE, a
+ * session lost some other way) the server tells with SQLSTATE 26000.
+ */
+struct db_session {
+	char **names;
+	size_t n, cap;
+};
+
+static void
+db_session_forget(struct db_session *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		free(s->names[i]);
+	s->n = 0;
+}
+
+static int
+db_session_event(PGEventId id, void *info, void *pass)
+{
+	struct db_session *s;
+
+	(void)pass;
+	if (id == PGEVT_CONNRESET) {
+		s = PQinstanceData(((PGEventConnReset *)info)->conn, db_session_event);
+		if (s != NULL)
+			db_session_forget(s);
+	} else if (id == PGEVT_CONNDESTROY) {
+		s = PQinstanceData(((PGEventConnDestroy *)info)->conn, db_session_event);
+		if (s != NULL) {
+			db_session_forget(s);
+			free(s->names);
+			free(s);
+		}
+	}
+	return 1;
+}
+
+/* conn's session record, made on first use; NULL when libpq is out of memory. */
+static struct db_session *
+db_session_of(PGconn *conn)
+{
+	struct db_session *s = PQinstanceData(conn, db_session_event);
+
+	if (s != NULL)
+		return s;
+	if (!PQregisterEventProc(conn, db_session_event, "assent db", NULL))
+		return NULL;
+	s = xcalloc(1, sizeof(*s));
+	if (!PQsetInstanceData(conn, db_session_event, s)) {
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+static bool
+db_session_has(const struct db_session *s, const char *name)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (strcmp(s->names[i], name) == 0)
+			return true;
+	return false;
+}
+
+static void
+db_session_add(struct db_session *s, const char *name)
+{
+	if (s->n == s->cap) {
+		s->cap = s->cap == 0 ? 4 : 2 * s->cap;
+		s->names = xreallocarray(s->names, s->cap, sizeof(*s->names));
+	}
+	s->names[s->n++] = xstrdup(name);
+}
+
+static bool
+db_result_is(const PGresult *res, const char *state)
+{
+	const char *s = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+	return s != NULL && strcmp(s, state) == 0;
+}
+
+/* Whether the session has st already, asked of the server: inside a
+ * transaction, where a PREPARE that fails (42P05, prepared by someone
+ * else under our name) would abort the caller's work. */
+static int
+db_prepared_on_server(PGconn *conn, const struct db_statement *st, bool *have_r,
+    struct assent_err *err)
+{
+	const char *params[] = { st->name };
+	PGresult *res;
+
+	if (db_exec(conn, &res, err, "SELECT 1 FROM pg_prepared_statements"
+	    " WHERE name = $1", 1, params) == -1)
+		return -1;
+	*have_r = PQntuples(res) > 0;
+	PQclear(res);
+	return 0;
+}
+
+static int
+db_prepare(PGconn *conn, struct db_session *s, const struct db_statement *st,
+    struct assent_err *err)
+{
+	PGresult *res;
+	bool have = false;
+
+	if (db_session_has(s, st->name))
+		return 0;
+	if (PQtransactionStatus(conn) != PQTRANS_IDLE &&
+	    db_prepared_on_server(conn, st, &have, err) == -1)
+		return -1;
+	if (!have) {
+		res = PQprepare(conn, st->name, st->sql, 0, NULL);
+		/* outside a transaction, "already there" costs nothing */
+		if (PQresultStatus(res) != PGRES_COMMAND_OK &&
+		    !db_result_is(res, "42P05")) {
+			db_failed(conn, res, err);
+			PQclear(res);
+			return -1;
+		}
+		PQclear(res);
+	}
+	db_session_add(s, st->name);
+	return 0;
+}
+
+int
+db_exec_prepared(PGconn *conn, PGresult **res_r, struct assent_err *err,
+    const struct db_statement *st, int nparams, const char *const *params,
+    const int *lengths, const int *formats)
+{
+	struct db_session *s;
+	PGresult *res;
+	bool idle;
+
+	if (res_r != NULL)
+		*res_r = NULL;
+	db_sqlstate[0] = '\0';
+	if ((s = db_session_of(conn)) == NULL)
+		return err_set(err, EX_SOFTWARE, "database: out of memory");
+	for (int attempt = 0; ; attempt++) {
+		idle = PQtransactionStatus(conn) == PQTRANS_IDLE;
+		if (db_prepare(conn, s, st, err) == -1)
+			return -1;
+		res = PQexecPrepared(conn, st->name, nparams, params, lengths,
+		    formats, 0);
+		if (!db_result_is(res, "26000"))
+			return db_result(conn, res, res_r, err);
+		/* The session lost what it had (DEALLOCATE ALL, or a new
+		 * session). Outside a transaction nothing ran: again, once. */
+		db_session_forget(s);
+		if (!idle || attempt > 0) {
+			db_failed(conn, res, err);
+			PQclear(res);
+			err->code = EX_TEMPFAIL;
+			return -1;
+		}
+		PQclear(res);
+	}
 }
 
 int

@@ -246,7 +246,7 @@ notice_links(struct notice_sender *ns, const struct notice_recipient *r,
 	struct token t = { .purpose = TOKEN_CONFIRM,
 	    .subscriber_id = r->subscriber_id, .list_id = r->list_id,
 	    .campaign_id = r->notice_id, .issued_at = now };
-	struct token_compact ct = { .purpose = TOKEN_BOUNCE,
+	struct token_compact ct = { .purpose = TOKEN_NOTICE,
 	    .delivery_id = r->notice_id, .issued_at = now };
 	char tok[TOKEN_TEXT_SIZE], ctok[TOKEN_COMPACT_TEXT_SIZE];
 

@@ -123,14 +123,17 @@ optout_describe(PGconn *conn, const struct token *t, struct optout_result *r,
  * An unsubscribe is one call of optout_unsubscribe_apply() (see
  * sql/0007_speed.sql): it locks the subscriber, looks up the list, ends
  * the subscription(s) with their ledger events and marks the delivery,
- * in one round trip. Sent alone it is its own transaction; an
+ * in one round trip, prepared once per connection by db_exec_prepared().
+ * Sent alone it is its own transaction; an
  * unsubscribe from everything wraps it in one with the suppression
  * entry. Parameters: subscriber, list, campaign, all, the token is for
  * every list, channel, source, ip, user agent, refuse.
  */
-#define OPTOUT_APPLY_SQL \
-	"SELECT email_key, known, list_name, sub_status, ended, refused" \
-	" FROM optout_unsubscribe_apply($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+static const struct db_statement optout_apply_stmt = {
+	"assent_optout_unsubscribe",
+	"SELECT email_key, known, list_name, sub_status, ended, refused"
+	" FROM optout_unsubscribe_apply($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+};
 
 /* What optout_unsubscribe_apply() answered. */
 struct optout_applied {
@@ -164,121 +167,6 @@ optout_applied_read(const PGresult *res, struct optout_target *o,
 	a->refused = PQgetvalue(res, 0, 5)[0] == 't';
 }
 
-/*
- * The statement is prepared once per connection (server session). A
- * per-thread registry remembers the sessions that have it, by PGconn and
- * backend pid, as the suppression gate's does (a connection belongs to
- * one thread). Preparing happens outside any transaction, where a
- * failure costs nothing: "already there" (42P05) is success, and a
- * session that lacks it after all (a recycled PGconn and pid: 26000) is
- * prepared and run once more, which is safe as nothing ran.
- */
-#define OPTOUT_STMT "assent_optout_unsubscribe"
-#define OPTOUT_REGISTRY 8
-
-static __thread struct {
-	const PGconn *conn;
-	int pid;
-} optout_registry[OPTOUT_REGISTRY];
-static __thread unsigned optout_registry_next;
-
-static int
-optout_registry_find(const PGconn *conn)
-{
-	int pid = PQbackendPID(conn);
-
-	for (int i = 0; i < OPTOUT_REGISTRY; i++)
-		if (optout_registry[i].conn == conn && optout_registry[i].pid == pid)
-			return i;
-	return -1;
-}
-
-/* What db_exec() would say of a failed result (see db.h): the first
- * line of the server's message and the same sysexits code. */
-static int
-optout_db_failed(PGconn *conn, const PGresult *res, struct assent_err *err)
-{
-	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-	const char *msg = PQresultErrorMessage(res);
-	int code = EX_SOFTWARE;
-
-	if (msg == NULL || msg[0] == '\0')
-		msg = PQerrorMessage(conn);
-	if (strncmp(msg, "ERROR:  ", 8) == 0)
-		msg += 8;
-	if (state == NULL)
-		state = "";
-	if (PQstatus(conn) != CONNECTION_OK)
-		code = EX_UNAVAILABLE;
-	else if (strcmp(state, "23000") == 0)
-		code = EX_SOFTWARE;
-	else if (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0)
-		code = EX_DATAERR;
-	else if (strncmp(state, "40", 2) == 0 || strncmp(state, "53", 2) == 0 ||
-	    strcmp(state, "57014") == 0)
-		code = EX_TEMPFAIL;
-	else if (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0)
-		code = EX_UNAVAILABLE;
-	return err_set(err, code, "database: %.*s", (int)strcspn(msg, "\n"), msg);
-}
-
-static bool
-optout_result_is(const PGresult *res, const char *state)
-{
-	const char *s = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-
-	return s != NULL && strcmp(s, state) == 0;
-}
-
-static int
-optout_prepare(PGconn *conn, struct assent_err *err)
-{
-	PGresult *res;
-	unsigned i;
-
-	if (optout_registry_find(conn) >= 0)
-		return 0;
-	res = PQprepare(conn, OPTOUT_STMT, OPTOUT_APPLY_SQL, 0, NULL);
-	if (PQresultStatus(res) != PGRES_COMMAND_OK &&
-	    !optout_result_is(res, "42P05")) {
-		optout_db_failed(conn, res, err);
-		PQclear(res);
-		return -1;
-	}
-	PQclear(res);
-	i = optout_registry_next++ % OPTOUT_REGISTRY;
-	optout_registry[i].conn = conn;
-	optout_registry[i].pid = PQbackendPID(conn);
-	return 0;
-}
-
-/* Run the prepared statement, outside a transaction: it is one. */
-static int
-optout_exec_prepared(PGconn *conn, const char *const *params, PGresult **res_r,
-    struct assent_err *err)
-{
-	PGresult *res;
-	int i;
-
-	for (int attempt = 0; attempt < 2; attempt++) {
-		if (optout_prepare(conn, err) == -1)
-			return -1;
-		res = PQexecPrepared(conn, OPTOUT_STMT, 10, params, NULL, NULL, 0);
-		if (PQresultStatus(res) == PGRES_TUPLES_OK) {
-			*res_r = res;
-			return 0;
-		}
-		if (attempt > 0 || !optout_result_is(res, "26000"))
-			break;
-		if ((i = optout_registry_find(conn)) >= 0)
-			optout_registry[i].conn = NULL;
-		PQclear(res);
-	}
-	optout_db_failed(conn, res, err);
-	PQclear(res);
-	return -1;
-}
-
 /* Lock, look, end and mark (all: every list) in one statement: inside
  * the caller's transaction when all, else as a transaction of its own.
  * Evidence the ledger can't take fails with ledger_evidence_check()'s
@@ -294,7 +182,6 @@ optout_apply(PGconn *conn, const struct token *t, bool all,
 	const char *params[10];
 	PGresult *res;
 	bool refuse;
-	int rc;
 
 	optout_unsubscribe_evidence(ev, o, &le_ev);
 	refuse = ledger_evidence_check(&le_ev, &unfit) == -1;
@@ -308,11 +195,8 @@ optout_apply(PGconn *conn, const struct token *t, bool all,
 	params[7] = le_ev.ip;
 	params[8] = le_ev.user_agent;
 	params[9] = refuse ? "t" : "f";
-	if (all)
-		rc = db_exec(conn, &res, err, OPTOUT_APPLY_SQL, 10, params);
-	else
-		rc = optout_exec_prepared(conn, params, &res, err);
-	if (rc == -1)
+	if (db_exec_prepared(conn, &res, err, &optout_apply_stmt, 10, params,
+	    NULL, NULL) == -1)
 		return -1;
 	optout_applied_read(res, o, r, a);
 	PQclear(res);

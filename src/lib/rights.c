@@ -265,6 +265,29 @@ rights_export_messages(PGconn *conn, const struct rights_person *p,
 	return 0;
 }
 
+/* What came back about the person's messages (bounces, complaints,
+ * the relay's refusals), oldest first. */
+static int
+rights_export_bounces(PGconn *conn, const struct rights_person *p,
+    json_t *doc, struct assent_err *err)
+{
+	const char *params[] = { p->id };
+	json_t *rows;
+
+	if (rights_rows(conn, "SELECT " RIGHTS_TS("b.received_at", "received_at")
+	    ", b.source, b.class, c.name AS campaign,"
+	    " CASE WHEN b.notice_id IS NOT NULL THEN 'confirmation request'"
+	    "      ELSE 'campaign' END AS message,"
+	    " b.recipient, b.status, b.smtp_code, b.diagnostic, b.remote_mta,"
+	    " b.action"
+	    " FROM bounces b LEFT JOIN campaigns c ON c.id = b.campaign_id"
+	    " WHERE b.subscriber_id = $1 ORDER BY b.id", 1, params, &rows,
+	    err) == -1)
+		return -1;
+	json_object_set_new(doc, "bounces", rows);
+	return 0;
+}
+
 static int
 rights_export_doc(PGconn *conn, const struct suppress_ctx *ctx,
     const struct rights_person *p, json_t *doc, struct assent_err *err)
@@ -278,7 +301,8 @@ rights_export_doc(PGconn *conn, const struct suppress_ctx *ctx,
 	json_object_set_new(doc, "history", history);
 	if (rights_export_consent_texts(conn, p, doc, err) == -1 ||
 	    rights_export_suppression(conn, ctx, p, doc, err) == -1 ||
-	    rights_export_messages(conn, p, doc, err) == -1)
+	    rights_export_messages(conn, p, doc, err) == -1 ||
+	    rights_export_bounces(conn, p, doc, err) == -1)
 		return -1;
 	return 0;
 }
@@ -870,7 +894,11 @@ rights_erase_ledger(PGconn *conn, const struct rights_person *p,
  * quote the address ("550 <a@b>: user unknown") in deliveries and
  * notices, and test sends keep the address they went to. Deliveries and
  * notices themselves stay (the counts), without the words; a queued
- * notice is never sent (the claim skips an erased subscriber). */
+ * notice is never sent (the claim skips an erased subscriber). The same
+ * for bounces: the person's, and the unattributed ones that name the
+ * address, keep their class and status but lose the recipient and the
+ * diagnostic (after the deliveries: a sender recording its outcomes
+ * holds those rows, and its refusals are seen once it commits). */
 static int
 rights_erase_sending(PGconn *conn, const struct rights_person *p,
     struct assent_err *err)
@@ -881,7 +909,15 @@ rights_erase_sending(PGconn *conn, const struct rights_person *p,
 	if (db_exec(conn, NULL, err, "UPDATE deliveries SET smtp_reply = NULL"
 	    " WHERE subscriber_id = $1 AND smtp_reply IS NOT NULL", 1, idp) == -1 ||
 	    db_exec(conn, NULL, err, "UPDATE notices SET detail = NULL"
-	    " WHERE subscriber_id = $1 AND detail IS NOT NULL", 1, idp) == -1)
+	    " WHERE subscriber_id = $1 AND detail IS NOT NULL", 1, idp) == -1 ||
+	    db_exec(conn, NULL, err, "UPDATE bounces SET recipient = NULL,"
+	    " diagnostic = NULL WHERE subscriber_id = $1"
+	    " AND (recipient IS NOT NULL OR diagnostic IS NOT NULL)", 1,
+	    idp) == -1 ||
+	    db_exec(conn, NULL, err, "UPDATE bounces SET recipient = NULL,"
+	    " diagnostic = NULL WHERE subscriber_id IS NULL"
+	    " AND recipient IS NOT NULL AND lower(recipient) = $1", 1,
+	    keyp) == -1)
 		return -1;
 	return db_exec(conn, NULL, err, "UPDATE test_sends SET email = '(erased)',"
 	    " detail = '' WHERE lower(email) = $1", 1, keyp);

@@ -5,8 +5,9 @@
  * so a suppression committed before the claim stops the message; the
  * claim commits 'sending' before the SMTP session starts, so a crash
  * can leave a message unknown but never sent twice; every outcome of a
- * session is written by one statement, with the hard-bounce
- * suppressions it causes, in one transaction.
+ * session is written by one statement, with the relay's refusals
+ * (stored and acted on by intake.c: a hard bounce at RCPT suppresses)
+ * in one transaction.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #include "assent/campaign.h"
 #include "assent/compose.h"
 #include "assent/db.h"
+#include "assent/intake.h"
 #include "assent/log.h"
 #include "assent/notice.h"
 #include "assent/sender.h"
@@ -584,31 +586,36 @@ sender_prepare(struct sender *s, struct assent_err *err)
 /* ---- 3. record ---------------------------------------------------------------- */
 
 /* A session's outcomes, ready to write: array literals (closed once
- * complete) for one UPDATE, and the hard bounces. They outlive the sender when the write fails
- * (sender_take_unrecorded()), to be written on the next connection
- * under the session that sent them. */
+ * complete) for one UPDATE, and the relay's refusals for intake. They
+ * outlive the sender when the write fails (sender_take_unrecorded()),
+ * to be written on the next connection under the session that sent
+ * them, so they keep their own copy of the bounce settings. */
 struct sender_outcomes {
 	int session;
 	size_t n;
-	struct buf ids, states, tried, delays, replies, bounced;
-	char **bounce_keys, **bounce_sources;
-	size_t nbounces;
+	struct buf ids, states, tried, delays, replies;
+	struct intake_refusal *refusals;
+	size_t nrefusals;
+	int soft_limit;
+	long soft_span, soft_suppress_for;
 };
 
 static struct sender_outcomes *
-sender_outcomes_new(int session, size_t cap)
+sender_outcomes_new(int session, const struct assent_conf *conf, size_t cap)
 {
 	struct sender_outcomes *o = xcalloc(1, sizeof(*o));
 	struct buf *all[] = { &o->ids, &o->states, &o->tried, &o->delays,
-	    &o->replies, &o->bounced };
+	    &o->replies };
 
 	o->session = session;
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
 		buf_init(all[i]);
 		db_array_open(all[i]);
 	}
-	o->bounce_keys = xcalloc(cap + 1, sizeof(*o->bounce_keys));
-	o->bounce_sources = xcalloc(cap + 1, sizeof(*o->bounce_sources));
+	o->refusals = xcalloc(cap + 1, sizeof(*o->refusals));
+	o->soft_limit = conf->bounce_soft_limit;
+	o->soft_span = conf->bounce_soft_span;
+	o->soft_suppress_for = conf->bounce_soft_suppress_for;
 	return o;
 }
 
@@ -618,13 +625,8 @@ sender_outcomes_free(struct sender_outcomes *o)
 	if (o == NULL)
 		return;
 	buf_free(&o->ids); buf_free(&o->states); buf_free(&o->tried);
-	buf_free(&o->delays); buf_free(&o->replies); buf_free(&o->bounced);
-	for (size_t i = 0; i < o->nbounces; i++) {
-		free(o->bounce_keys[i]);
-		free(o->bounce_sources[i]);
-	}
-	free(o->bounce_keys);
-	free(o->bounce_sources);
+	buf_free(&o->delays); buf_free(&o->replies);
+	free(o->refusals);
 	free(o);
 }
 
@@ -680,7 +682,11 @@ sender_judge(const struct assent_conf *conf, const struct transport_msg *m,
 		break;
 	case TRANSPORT_PERMFAIL:
 		v->state = "failed";
-		v->hard_bounce = transport_is_hard_bounce(m);
+		/* the classifier DSNs go through: the same reply, the same
+		 * class; only a refusal at RCPT is about the mailbox */
+		v->hard_bounce = m->stage == TRANSPORT_STAGE_RCPT &&
+		    bounce_classify_reply(m->code, m->enhanced, m->reply, NULL) ==
+		    BOUNCE_CLASS_HARD;
 		break;
 	case TRANSPORT_UNCERTAIN:
 		v->state = "unknown";
@@ -691,17 +697,25 @@ sender_judge(const struct assent_conf *conf, const struct transport_msg *m,
 	}
 }
 
+/* A refusal by the relay (4xx or 5xx at RCPT or after the data) goes
+ * to intake with the outcome. */
 static void
-sender_add_bounce(struct sender *s, struct sender_outcomes *o,
+sender_add_refusal(struct sender_outcomes *o, const struct transport_msg *m,
     const struct sender_row *r, const char *reply)
 {
-	char source[SUPPRESS_SOURCE_MAX + 1];
+	struct intake_refusal *f;
 
-	snprintf(source, sizeof(source), "relay refused delivery %" PRIu64
-	    " of campaign %lld: %s", r->id, compose_campaign_id(s->cp), reply);
-	o->bounce_keys[o->nbounces] = xstrdup(r->key);
-	o->bounce_sources[o->nbounces] = xstrdup(source);
-	o->nbounces++;
+	if ((m->outcome != TRANSPORT_PERMFAIL &&
+	    m->outcome != TRANSPORT_TEMPFAIL) || m->code < 400 ||
+	    m->code > 599 || (m->stage != TRANSPORT_STAGE_RCPT &&
+	    m->stage != TRANSPORT_STAGE_DATA))
+		return;
+	f = &o->refusals[o->nrefusals++];
+	f->delivery_id = (long long)r->id;
+	f->at_rcpt = m->stage == TRANSPORT_STAGE_RCPT;
+	f->code = m->code;
+	snprintf(f->enhanced, sizeof(f->enhanced), "%s", m->enhanced);
+	snprintf(f->reply, sizeof(f->reply), "%s", reply);
 }
 
 /* One delivery's outcome into o. */
@@ -716,7 +730,6 @@ sender_outcome(struct sender *s, struct sender_outcomes *o, size_t i,
 	const char *state;
 	int tried;
 	long delay;
-	bool bounced = false;
 
 	transport_reply_text(m, reply, sizeof(reply));
 	sender_judge(s->conf, m, r->attempts, &v);
@@ -727,10 +740,7 @@ sender_outcome(struct sender *s, struct sender_outcomes *o, size_t i,
 		snprintf(reply, sizeof(reply), "%s", r->reason);
 		text_make_utf8(reply, strlen(reply));
 	}
-	if (v.hard_bounce) {
-		sender_add_bounce(s, o, r, reply);
-		bounced = true;
-	}
+	sender_add_refusal(o, m, r, reply);
 	sender_count(&v, &st->sent, &st->failed, &st->retried, &st->unknown,
 	    &st->deferred);
 	state = v.state;
@@ -741,7 +751,6 @@ sender_outcome(struct sender *s, struct sender_outcomes *o, size_t i,
 	db_array_int(&o->tried, tried);
 	db_array_int(&o->delays, delay);
 	db_array_text(&o->replies, tried == 0 ? NULL : reply);
-	db_array_text(&o->bounced, bounced ? "t" : "f");
 	o->n++;
 }
 
@@ -754,13 +763,40 @@ static const char sender_record_sql[] =
      * erased (the erasure, waiting on this row, sees it after) */
     "   smtp_reply = CASE WHEN s.email_key IS NULL THEN NULL"
     "       ELSE COALESCE(u.reply, d.smtp_reply) END,"
-    "   sent_at = CASE WHEN u.state = 'sent' THEN now() ELSE d.sent_at END,"
-    "   bounced_at = CASE WHEN u.bounced THEN now() ELSE d.bounced_at END"
-    "  FROM unnest($1::bigint[], $2::text[], $3::int[], $4::int[], $5::text[],"
-    "              $7::bool[])"
-    "       AS u(id, state, tried, delay, reply, bounced), subscribers s"
+    "   sent_at = CASE WHEN u.state = 'sent' THEN now() ELSE d.sent_at END"
+    "  FROM unnest($1::bigint[], $2::text[], $3::int[], $4::int[], $5::text[])"
+    "       AS u(id, state, tried, delay, reply), subscribers s"
     " WHERE d.id = u.id AND d.state IN ('sending', 'unknown')"
-    "   AND d.sender_session = $6::int AND s.id = d.subscriber_id";
+    "   AND d.sender_session = $6::int AND s.id = d.subscriber_id"
+    " RETURNING d.id";
+
+/* The refusals of the deliveries the UPDATE wrote (res: their ids), to
+ * intake: a delivery written before (a retried write whose first commit
+ * did go through) is not counted twice. */
+static int
+sender_refusals_write(PGconn *conn, struct sender_outcomes *o,
+    const PGresult *res, struct assent_err *err)
+{
+	struct assent_conf conf = { .bounce_soft_limit = o->soft_limit,
+	    .bounce_soft_span = o->soft_span,
+	    .bounce_soft_suppress_for = o->soft_suppress_for };
+	struct intake_ctx ctx = { .conf = &conf, .added_by = "assentd" };
+	struct intake_refusal *written = xcalloc(o->nrefusals + 1,
+	    sizeof(*written));
+	size_t n = 0;
+	int rc;
+
+	for (size_t i = 0; i < o->nrefusals; i++)
+		for (int row = 0; row < PQntuples(res); row++)
+			if (strtoll(PQgetvalue(res, row, 0), NULL, 10) ==
+			    o->refusals[i].delivery_id) {
+				written[n++] = o->refusals[i];
+				break;
+			}
+	rc = intake_refusals_in(conn, &ctx, written, n, NULL, err);
+	free(written);
+	return rc;
+}
 
 int
 sender_outcomes_write(PGconn *conn, struct sender_outcomes *o, long *written_r,
@@ -772,17 +808,20 @@ sender_outcomes_write(PGconn *conn, struct sender_outcomes *o, long *written_r,
 	*written_r = 0;
 	snprintf(session, sizeof(session), "%d", o->session);
 	const char *params[] = { o->ids.data, o->states.data, o->tried.data,
-	    o->delays.data, o->replies.data, session, o->bounced.data };
+	    o->delays.data, o->replies.data, session };
 	if (db_begin(conn, err) < 0)
 		return -1;
-	if (db_exec(conn, &res, err, sender_record_sql, 7, params) < 0)
+	/* the refused deliveries' subscribers first: the lock order of
+	 * every other path (unsubscribe, erasure, intake) */
+	if (intake_lock_subscribers(conn, o->refusals, o->nrefusals, err) < 0 ||
+	    db_exec(conn, &res, err, sender_record_sql, 6, params) < 0)
 		goto fail;
-	*written_r = strtol(PQcmdTuples(res), NULL, 10);
+	*written_r = (long)PQntuples(res);
+	if (sender_refusals_write(conn, o, res, err) < 0) {
+		PQclear(res);
+		goto fail;
+	}
 	PQclear(res);
-	if (suppress_add_bounces(conn, (const char *const *)o->bounce_keys,
-	    (const char *const *)o->bounce_sources, o->nbounces, "assentd",
-	    err) < 0)
-		goto fail;
 	return db_commit(conn, err);
 fail:
 	db_rollback(conn);
@@ -804,14 +843,15 @@ sender_take_unrecorded(struct sender *s)
 static int
 sender_record(struct sender *s, struct sender_stats *st, struct assent_err *err)
 {
-	struct sender_outcomes *o = sender_outcomes_new(s->session, s->nmsgs);
+	struct sender_outcomes *o = sender_outcomes_new(s->session, s->conf,
+	    s->nmsgs);
 	long written;
 
 	for (size_t i = 0; i < s->nmsgs; i++)
 		sender_outcome(s, o, i, st);
 	db_array_close(&o->ids); db_array_close(&o->states);
 	db_array_close(&o->tried); db_array_close(&o->delays);
-	db_array_close(&o->replies); db_array_close(&o->bounced);
+	db_array_close(&o->replies);
 	if (sender_outcomes_write(s->conn, o, &written, err) < 0) {
 		sender_outcomes_free(s->unrecorded);
 		s->unrecorded = o;

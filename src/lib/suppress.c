@@ -592,8 +592,6 @@ suppress_bin_end(struct suppress_binarray *a)
 
 /* --- the gate --------------------------------------------------------------- */
 
-#define SUPPRESS_GATE_STMT "assent_suppress_gate_v1"
-
 /*
  * One lookup for the whole batch: the address keys in $1, their domains
  * in $2, their keyed hashes in $3 and (when the option is on) their
@@ -601,7 +599,8 @@ suppress_bin_end(struct suppress_binarray *a)
  * sql/0002_suppression.sql). Which recipient each of the few matching
  * entries stops is worked out here, in C.
  */
-static const char suppress_gate_sql[] =
+static const struct db_statement suppress_gate_stmt = {
+	"assent_suppress_gate_v1",
 	"SELECT id, kind, value, mailbox_key, reason, source, added_by, "
 	SUPPRESS_ISO("added_at") ", coalesce(" SUPPRESS_ISO("expires_at") ", '')"
 	" FROM suppressions"
@@ -609,71 +608,8 @@ static const char suppress_gate_sql[] =
 	" AND ((kind = 'address' AND value = ANY ($1::text[]))"
 	"  OR (kind = 'domain' AND value = ANY ($2::text[]))"
 	"  OR (kind = 'hash' AND value = ANY ($3::text[]))"
-	"  OR (mailbox_key = ANY ($4::text[]) AND mailbox_key IS NOT NULL))";
-
-/*
- * Prepared statements live per connection (per server session). We
- * remember which sessions have ours: the PGconn and its backend pid,
- * per thread (a connection belongs to one thread). When the registry
- * does not know a connection we ask the server, which is safe inside a
- * transaction where a failed PREPARE would not be.
- */
-#define SUPPRESS_REGISTRY 16
-
-static __thread struct {
-	const PGconn *conn;
-	int pid;
-} suppress_registry[SUPPRESS_REGISTRY];
-static __thread unsigned suppress_registry_next;
-
-static int
-suppress_registry_find(const PGconn *conn)
-{
-	int pid = PQbackendPID(conn);
-
-	for (int i = 0; i < SUPPRESS_REGISTRY; i++)
-		if (suppress_registry[i].conn == conn && suppress_registry[i].pid == pid)
-			return i;
-	return -1;
-}
-
-static void
-suppress_registry_add(const PGconn *conn)
-{
-	unsigned i = suppress_registry_next++ % SUPPRESS_REGISTRY;
-
-	suppress_registry[i].conn = conn;
-	suppress_registry[i].pid = PQbackendPID(conn);
-}
-
-static int
-suppress_gate_prepare(PGconn *conn, struct assent_err *err)
-{
-	const char *params[] = { SUPPRESS_GATE_STMT };
-	PGresult *res;
-	int have;
-
-	if (suppress_registry_find(conn) >= 0)
-		return 0;
-	if (db_exec(conn, &res, err, "SELECT 1 FROM pg_prepared_statements"
-	    " WHERE name = $1", 1, params) == -1)
-		return -1;
-	have = PQntuples(res) > 0;
-	PQclear(res);
-	if (!have) {
-		res = PQprepare(conn, SUPPRESS_GATE_STMT, suppress_gate_sql, 4, NULL);
-		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-			err_set(err, EX_SOFTWARE, "database: preparing the suppression "
-			    "gate: %.*s", (int)strcspn(PQresultErrorMessage(res), "\n"),
-			    PQresultErrorMessage(res));
-			PQclear(res);
-			return -1;
-		}
-		PQclear(res);
-	}
-	suppress_registry_add(conn);
-	return 0;
-}
+	"  OR (mailbox_key = ANY ($4::text[]) AND mailbox_key IS NOT NULL))",
+};
 
 /* A canonical key as addr_parse() makes it: visible ASCII, no upper
  * case, one '@' with something on both sides. */
@@ -813,25 +749,16 @@ suppress_gate_run(PGconn *conn, struct suppress_binarray a[4],
 	const int lengths[] = { (int)a[0].len, (int)a[1].len, (int)a[2].len,
 	    (int)a[3].len };
 	const int formats[] = { 1, 1, 1, 1 };
-	const char *state;
+	char reason[ASSENT_ERR_MSG_MAX];
 	PGresult *res;
 
-	res = PQexecPrepared(conn, SUPPRESS_GATE_STMT, 4, params, lengths, formats, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-		if (state != NULL && strcmp(state, "26000") == 0) {
-			/* A new session behind a recycled PGconn and pid. */
-			int i = suppress_registry_find(conn);
-
-			if (i >= 0)
-				suppress_registry[i].conn = NULL;
-		}
-		err_set(err, PQstatus(conn) != CONNECTION_OK ? EX_UNAVAILABLE :
-		    EX_TEMPFAIL, "database: suppression gate: %.*s",
-		    (int)strcspn(PQresultErrorMessage(res), "\n"),
-		    PQresultErrorMessage(res));
-		PQclear(res);
-		return -1;
+	/* Any failure but a lost connection is worth another try later. */
+	if (db_exec_prepared(conn, &res, err, &suppress_gate_stmt, 4, params,
+	    lengths, formats) == -1) {
+		snprintf(reason, sizeof(reason), "%s", err->msg +
+		    (strncmp(err->msg, "database: ", 10) == 0 ? 10 : 0));
+		return err_set(err, err->code == EX_UNAVAILABLE ? EX_UNAVAILABLE :
+		    EX_TEMPFAIL, "database: suppression gate: %s", reason);
 	}
 	suppress_gate_verdicts(res, p, n, verdicts);
 	PQclear(res);
@@ -854,7 +781,6 @@ suppress_gate(PGconn *conn, const struct suppress_ctx *ctx,
 	memset(a, 0, sizeof(a));
 	p = xcalloc(n, sizeof(*p));
 	if (suppress_gate_probes(ctx, addr_keys, n, p, a, err) == 0 &&
-	    suppress_gate_prepare(conn, err) == 0 &&
 	    suppress_gate_run(conn, a, p, n, verdicts, err) == 0)
 		rc = 0;
 	for (size_t k = 0; k < 4; k++)

@@ -33,6 +33,7 @@ static const char *const token_purpose_names[] = {
 	[TOKEN_CONFIRM] = "confirm",
 	[TOKEN_MANAGE] = "manage",
 	[TOKEN_BOUNCE] = "bounce",
+	[TOKEN_NOTICE] = "notice",
 };
 
 const char *
@@ -138,6 +139,8 @@ token_fields_problem(const struct token *t)
 {
 	if (t->purpose < TOKEN_PURPOSE_MIN || t->purpose > TOKEN_PURPOSE_MAX)
 		return "unknown purpose";
+	if (t->purpose == TOKEN_NOTICE)
+		return "a notice token is compact only";
 	if (t->subscriber_id == 0)
 		return "a token needs a subscriber";
 	if (t->all_lists && t->list_id != 0)
@@ -404,9 +407,9 @@ token_compact_decode(const char *text, unsigned char *raw)
 static const char *
 token_compact_problem(const struct token_compact *t)
 {
-	if (t->purpose != TOKEN_BOUNCE && t->purpose != TOKEN_UNSUBSCRIBE &&
-	    t->purpose != TOKEN_MANAGE)
-		return "a compact token is for bounce, unsubscribe or manage";
+	if (t->purpose != TOKEN_BOUNCE && t->purpose != TOKEN_NOTICE &&
+	    t->purpose != TOKEN_UNSUBSCRIBE && t->purpose != TOKEN_MANAGE)
+		return "a compact token is for bounce, notice, unsubscribe or manage";
 	if (t->delivery_id == 0 || t->delivery_id > TOKEN_COMPACT_ID_MAX)
 		return "a compact token needs a delivery id from 1 to 2^56-1";
 	if (t->issued_at < 0 || t->issued_at > (int64_t)UINT32_MAX)

@@ -17,8 +17,11 @@
 #include <unistd.h>
 
 #include "assent/db.h"
+#include "assent/keys.h"
 #include "assent/migrate.h"
 #include "assent/subs.h"
+#include "assent/suppress.h"
+#include "assent/token.h"
 #include "assent/xmalloc.h"
 #include "testhelp.h"
 
@@ -239,6 +242,39 @@ testhelp_query_long(PGconn *conn, const char *sql)
 	return v;
 }
 
+char *
+testhelp_query_text(PGconn *conn, const char *sql)
+{
+	PGresult *res = PQexec(conn, sql);
+	char *s;
+
+	ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "%s: %s", sql,
+	    PQerrorMessage(conn));
+	s = xstrdup(PQntuples(res) > 0 ? PQgetvalue(res, 0, 0) : "");
+	PQclear(res);
+	return s;
+}
+
+void
+testhelp_assert_text(PGconn *conn, const char *sql, const char *want)
+{
+	char *got = testhelp_query_text(conn, sql);
+
+	ck_assert_msg(strcmp(got, want) == 0, "%s: \"%s\", not \"%s\"", sql, got,
+	    want);
+	free(got);
+}
+
+void
+testhelp_sql_exec(PGconn *conn, const char *statement)
+{
+	PGresult *res = PQexec(conn, statement);
+
+	ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK, "%s: %s",
+	    statement, PQerrorMessage(conn));
+	PQclear(res);
+}
+
 PGconn *testhelp_conn;
 char *testhelp_dsn;
 static char *testhelp_dbname;
@@ -376,6 +412,84 @@ testhelp_wait_exit(pid_t pid, long ms)
 	return -1;
 }
 
+int
+testhelp_terminate(pid_t pid, long ms)
+{
+	int status;
+
+	kill(pid, SIGTERM);
+	if ((status = testhelp_wait_exit(pid, ms)) == -1) {
+		kill(pid, SIGKILL);
+		testhelp_wait_exit(pid, 5000);
+	}
+	return status;
+}
+
+void
+testhelp_file_write(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
+	fputs(text, f);
+	fclose(f);
+}
+
+void
+testhelp_file_replace(const char *path, const char *from, const char *to)
+{
+	char *text = testhelp_file_read(path), *at, *out;
+
+	at = strstr(text, from);
+	ck_assert_msg(at != NULL, "%s has no \"%s\"", path, from);
+	*at = '\0';
+	out = xasprintf("%s%s%s", text, to, at + strlen(from));
+	testhelp_file_write(path, out);
+	free(out);
+	free(text);
+}
+
+int
+testhelp_count_in(const char *text, const char *needle)
+{
+	int n = 0;
+
+	for (const char *p = text; (p = strstr(p, needle)) != NULL; p++)
+		n++;
+	return n;
+}
+
+bool
+testhelp_file_wait(const char *path, const char *needle, int times, long ms)
+{
+	long deadline = testhelp_now_ms() + ms;
+
+	for (;;) {
+		char *text = testhelp_file_read(path);
+		int n = testhelp_count_in(text, needle);
+
+		free(text);
+		if (n >= times)
+			return true;
+		if (testhelp_now_ms() > deadline)
+			return false;
+		testhelp_sleep_ms(20);
+	}
+}
+
+void
+testhelp_conf_remove(const char *conf, const char *log)
+{
+	char *dir = xstrdup(conf);
+
+	if (log != NULL)
+		unlink(log);
+	unlink(conf);
+	*strrchr(dir, '/') = '\0';
+	rmdir(dir);
+	free(dir);
+}
+
 bool
 testhelp_port_accepts(int port)
 {
@@ -470,6 +584,22 @@ testhelp_http_has_header(const struct testhelp_http_reply *r,
 	return false;
 }
 
+void
+testhelp_http_assert_has(const struct testhelp_http_reply *r,
+    const char *needle)
+{
+	ck_assert_msg(strstr(r->body, needle) != NULL, "no \"%s\" in:\n%s",
+	    needle, r->raw);
+}
+
+void
+testhelp_http_assert_lacks(const struct testhelp_http_reply *r,
+    const char *needle)
+{
+	ck_assert_msg(strstr(r->raw, needle) == NULL, "\"%s\" in:\n%s", needle,
+	    r->raw);
+}
+
 /* ---- people and lists ---------------------------------------------------- */
 
 void
@@ -513,4 +643,138 @@ testhelp_list_id(PGconn *conn, const char *name)
 {
 	return testhelp_id_of(conn, "SELECT id FROM lists WHERE name = $1"
 	    " AND removed_at IS NULL", name);
+}
+
+/* ---- keys ------------------------------------------------------------------ */
+
+void
+testhelp_keys_make(const char *dir, char **path_r, struct keys **keys_r,
+    struct suppress_ctx *gate_r, struct token_signer **signer_r)
+{
+	char *path = xasprintf("%s/keys.conf", dir);
+	struct assent_err err;
+	struct keys *keys;
+
+	ck_assert_msg(keys_generate(path, &err) == 0, "%s", err.msg);
+	if (keys_r != NULL) {
+		ck_assert_msg(keys_load(path, &keys, &err) == 0, "%s", err.msg);
+		if (gate_r != NULL)
+			gate_r->pepper = keys_pepper(keys, &gate_r->pepper_len);
+		if (signer_r != NULL)
+			ck_assert_msg(token_signer_new(keys, signer_r, &err) == 0,
+			    "%s", err.msg);
+		*keys_r = keys;
+	}
+	if (path_r != NULL)
+		*path_r = path;
+	else
+		free(path);
+}
+
+/* ---- the capture SMTP server ---------------------------------------------- */
+
+#define TESTHELP_PYTHON "/usr/bin/python3"
+
+pid_t
+testhelp_smtpd_start(const char *dir, int port, const char *const *extra)
+{
+	const char *srcdir = getenv("ASSENT_SRCDIR");
+	const char *argv[32];
+	char portstr[16], *script, *log, *out;
+	long deadline = testhelp_now_ms() + 10000;
+	size_t n = 0;
+	pid_t pid;
+
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	script = xasprintf("%s/tests/harness/smtpd.py", srcdir != NULL ? srcdir : ".");
+	log = xasprintf("%s/smtpd.log", dir);
+	argv[n++] = TESTHELP_PYTHON;
+	argv[n++] = script;
+	argv[n++] = "--port";
+	argv[n++] = portstr;
+	argv[n++] = "--dir";
+	argv[n++] = dir;
+	while (extra != NULL && *extra != NULL && n < 31)
+		argv[n++] = *extra++;
+	argv[n] = NULL;
+	pid = testhelp_spawn(argv, log);
+	/* "ready" comes once it listens: no probe connection, which the
+	 * server would count in its log */
+	while (strstr(out = testhelp_file_read(log), "ready\n") == NULL) {
+		ck_assert_msg(testhelp_wait_exit(pid, 0) == -1,
+		    "smtpd.py exited before it was ready:\n%s", out);
+		ck_assert_msg(testhelp_now_ms() < deadline,
+		    "smtpd.py never said it was ready:\n%s", out);
+		free(out);
+		testhelp_sleep_ms(20);
+	}
+	free(out);
+	free(script);
+	free(log);
+	return pid;
+}
+
+void
+testhelp_smtpd_stop(pid_t pid)
+{
+	if (pid > 0)
+		testhelp_terminate(pid, 3000);
+}
+
+char *
+testhelp_smtpd_message(const char *dir, int n)
+{
+	char *path = xasprintf("%s/%08d.eml", dir, n);
+	char *text = testhelp_file_read(path);
+
+	free(path);
+	if (*text == '\0') {
+		free(text);
+		return NULL;
+	}
+	return text;
+}
+
+char *
+testhelp_smtpd_log(const char *dir)
+{
+	char *path = xasprintf("%s/log.jsonl", dir);
+	char *text = testhelp_file_read(path);
+
+	free(path);
+	return text;
+}
+
+/* ---- assentd ------------------------------------------------------------------ */
+
+pid_t
+testhelp_assentd_spawn(const char *conf, const char *arg, const char *log)
+{
+	const char *argv[] = { getenv("ASSENTD_BIN"), "-c", conf, arg, NULL };
+
+	ck_assert_msg(argv[0] != NULL, "ASSENTD_BIN is not set");
+	return testhelp_spawn(argv, log);
+}
+
+void
+testhelp_assentd_wait_listen(pid_t pid, int port, const char *log)
+{
+	long deadline = testhelp_now_ms() + 10000;
+
+	while (!testhelp_port_accepts(port)) {
+		ck_assert_msg(testhelp_wait_exit(pid, 0) == -1,
+		    "assentd exited during start-up:\n%s", testhelp_file_read(log));
+		ck_assert_msg(testhelp_now_ms() < deadline,
+		    "assentd never listened on %d", port);
+		testhelp_sleep_ms(10);
+	}
+}
+
+void
+testhelp_assentd_stop(pid_t pid, const char *log)
+{
+	int status = testhelp_terminate(pid, 20000);
+
+	ck_assert_msg(status == 0, "assentd: status %d; log:\n%s", status,
+	    testhelp_file_read(log));
 }

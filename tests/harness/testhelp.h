@@ -5,7 +5,8 @@
  * starts them): PGHOST/PGUSER name a throwaway PostgreSQL cluster and
  * ASSENT_TEST_SMTP_PORT a capture SMTP server on 127.0.0.1.
  *
- * Memory: strings returned are the caller's to free().
+ * Memory: strings returned are the caller's to free(); each function
+ * below says so again where it returns one, and what else it hands out.
  */
 #ifndef ASSENT_TESTHELP_H
 #define ASSENT_TESTHELP_H
@@ -15,6 +16,10 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include <libpq-fe.h>
+
+struct keys;
+struct suppress_ctx;
+struct token_signer;
 
 /* Exit 77 ("skipped") from a test binary when no database server is
  * configured, unless ASSENT_TEST_REQUIRE_SERVERS=1, where it fails. */
@@ -88,6 +93,93 @@ bool testhelp_port_accepts(int port);
 /* One integer from a query (first row, first column); -1 on error. */
 long testhelp_query_long(PGconn *conn, const char *sql);
 
+/* The first column of the first row of sql as a fresh string ("" when
+ * there is no row); the caller frees it. Aborts the test when sql
+ * fails. */
+char *testhelp_query_text(PGconn *conn, const char *sql);
+
+/* Abort the test unless testhelp_query_text(sql) is want. */
+void testhelp_assert_text(PGconn *conn, const char *sql, const char *want);
+
+/* Run a statement that returns no rows; abort the test when it fails. */
+void testhelp_sql_exec(PGconn *conn, const char *statement);
+
+/* SIGTERM pid and wait up to ms for it to exit; SIGKILL (and reap) it
+ * when it is still there. Returns its exit status (or 128+signal), -1
+ * when it had to be killed. */
+int testhelp_terminate(pid_t pid, long ms);
+
+/* Write text to path (created or truncated); abort the test on failure. */
+void testhelp_file_write(const char *path, const char *text);
+
+/* Replace the first occurrence of from by to in the file at path; abort
+ * the test when there is none. */
+void testhelp_file_replace(const char *path, const char *from,
+    const char *to);
+
+/* Times needle occurs in text. */
+int testhelp_count_in(const char *text, const char *needle);
+
+/* Wait up to ms (looking at least once) until the file at path holds
+ * needle at least times times. */
+bool testhelp_file_wait(const char *path, const char *needle, int times,
+    long ms);
+
+/* Remove the file testhelp_write_conf() made, log (a file next to it,
+ * may be NULL) and their directory (if it is empty then). Both strings
+ * stay the caller's. */
+void testhelp_conf_remove(const char *conf, const char *log);
+
+/* ---- keys, for tests that sign tokens or hash addresses -------------- */
+
+/* Generate a keys file in dir (an existing directory) and hand out what
+ * the caller asks for (each _r may be NULL): *path_r "dir/keys.conf"
+ * (the caller frees it), *keys_r the keys loaded (keys_free()), *gate_r
+ * a suppression context with their pepper (borrowed from *keys_r: ask
+ * for keys_r too and keep them), *signer_r a token signer
+ * (token_signer_free(); needs keys_r too). Aborts the test on failure. */
+void testhelp_keys_make(const char *dir, char **path_r, struct keys **keys_r,
+    struct suppress_ctx *gate_r, struct token_signer **signer_r);
+
+/* ---- the capture SMTP server: tests/harness/smtpd.py ----------------- */
+
+/* Start smtpd.py (under /usr/bin/python3, which has aiosmtpd) on
+ * 127.0.0.1:port writing into dir (which must exist), with extra: more
+ * arguments, NULL-terminated (extra may be NULL). Its output goes to
+ * dir/smtpd.log. Returns once it says "ready"; aborts the test with
+ * that output when it exits first or takes over 10 s. The pid is
+ * testhelp_spawn()'s: killed when the test process exits. */
+pid_t testhelp_smtpd_start(const char *dir, int port,
+    const char *const *extra);
+
+/* Stop it: testhelp_terminate() with 3 s. Nothing when pid <= 0. */
+void testhelp_smtpd_stop(pid_t pid);
+
+/* The n-th message it took in dir (1-based, "%08d.eml") as a fresh
+ * string the caller frees, or NULL when there is none (yet). */
+char *testhelp_smtpd_message(const char *dir, int n);
+
+/* Its dir/log.jsonl (one JSON object a line) as a fresh string the
+ * caller frees; "" when there is none yet. */
+char *testhelp_smtpd_log(const char *dir);
+
+/* ---- assentd ($ASSENTD_BIN) ------------------------------------------ */
+
+/* Start assentd -c conf [arg] (arg may be NULL; "-f" keeps it in the
+ * foreground) with its output to log, through testhelp_spawn(). Aborts
+ * the test when ASSENTD_BIN is not set. conf and log stay the
+ * caller's. */
+pid_t testhelp_assentd_spawn(const char *conf, const char *arg,
+    const char *log);
+
+/* Wait (10 s at most) until 127.0.0.1:port accepts; abort the test
+ * with the log when pid exits first or never listens. */
+void testhelp_assentd_wait_listen(pid_t pid, int port, const char *log);
+
+/* SIGTERM: it must exit 0 within 20 s (under the sanitizers: without a
+ * finding); else abort the test with the log. */
+void testhelp_assentd_stop(pid_t pid, const char *log);
+
 /* ---- people and lists, for tests that need some ------------------------ */
 
 /* Subscribe email (name may be NULL) to list through subs_add(), on
@@ -123,5 +215,13 @@ struct testhelp_http_reply testhelp_http(int port, const char *method,
  * prefix)? */
 bool testhelp_http_has_header(const struct testhelp_http_reply *r,
     const char *name, const char *value);
+
+/* Abort the test, showing the whole response, unless the body holds
+ * needle (assert_has), or when the response, headers included, holds
+ * it (assert_lacks). */
+void testhelp_http_assert_has(const struct testhelp_http_reply *r,
+    const char *needle);
+void testhelp_http_assert_lacks(const struct testhelp_http_reply *r,
+    const char *needle);
 
 #endif

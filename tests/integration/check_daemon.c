@@ -38,74 +38,14 @@ struct daemon {
 	PGconn *db;
 };
 
-/* ---- time and files ------------------------------------------------------ */
-
-static void
-file_write(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-
-	ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
-	fputs(text, f);
-	fclose(f);
-}
-
-/* Replace the first occurrence of from by to in the file. */
-static void
-file_replace(const char *path, const char *from, const char *to)
-{
-	char *text = testhelp_file_read(path), *at, *out;
-
-	at = strstr(text, from);
-	ck_assert_msg(at != NULL, "%s has no \"%s\"", path, from);
-	*at = '\0';
-	out = xasprintf("%s%s%s", text, to, at + strlen(from));
-	file_write(path, out);
-	free(out);
-	free(text);
-}
-
-static int
-count_in(const char *text, const char *needle)
-{
-	int n = 0;
-
-	for (const char *p = text; (p = strstr(p, needle)) != NULL; p++)
-		n++;
-	return n;
-}
-
-/* Wait until the daemon's log holds needle at least times times. */
-static bool
-log_wait(const struct daemon *d, const char *needle, int times, long ms)
-{
-	long deadline = testhelp_now_ms() + ms;
-
-	for (;;) {
-		char *text = testhelp_file_read(d->log);
-		int n = count_in(text, needle);
-
-		free(text);
-		if (n >= times)
-			return true;
-		if (testhelp_now_ms() > deadline)
-			return false;
-		testhelp_sleep_ms(20);
-	}
-}
-
 /* ---- processes ------------------------------------------------------------- */
 
 /* Run assentd -c conf [arg] with stdout and stderr into d->log. */
 static void
 daemon_spawn(struct daemon *d, const char *arg)
 {
-	const char *bin = getenv("ASSENTD_BIN");
-	const char *argv[] = { bin, "-c", d->conf, arg, NULL };
-
-	ck_assert_msg(bin != NULL, "ASSENTD_BIN is not set");
 	d->log = xasprintf("%s.log", d->conf);
-	d->pid = testhelp_spawn(argv, d->log);
+	d->pid = testhelp_assentd_spawn(d->conf, arg, d->log);
 }
 
 /* The exit status (or 128+signal) within ms, or -1 when still running. */
@@ -117,27 +57,6 @@ daemon_wait_exit(struct daemon *d, long ms)
 	if (status != -1)
 		d->pid = 0;
 	return status;
-}
-
-/* Poll the port until it accepts; fail with the log if the daemon
- * exits or never listens. */
-static void
-daemon_wait_ready(struct daemon *d)
-{
-	long deadline = testhelp_now_ms() + READY_MS;
-	int status;
-
-	while (!testhelp_port_accepts(d->port)) {
-		if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
-			char *log = testhelp_file_read(d->log);
-
-			d->pid = 0;
-			ck_abort_msg("assentd exited during start-up:\n%s", log);
-		}
-		ck_assert_msg(testhelp_now_ms() < deadline, "assentd never listened on %d",
-		    d->port);
-		testhelp_sleep_ms(10);
-	}
 }
 
 /* Send sig, expect exit status 0 within STOP_MS. */
@@ -180,14 +99,8 @@ daemon_teardown(struct daemon *d)
 	}
 	if (d->dbname != NULL)
 		testhelp_db_drop(d->db, d->dbname);
-	/* testhelp_write_conf() made a directory for the file. */
-	if (d->log != NULL)
-		unlink(d->log);
-	if (d->conf != NULL) {
-		unlink(d->conf);
-		*strrchr(d->conf, '/') = '\0';
-		rmdir(d->conf);
-	}
+	if (d->conf != NULL)
+		testhelp_conf_remove(d->conf, d->log);
 	free(d->dbname);
 	free(d->conf);
 	free(d->log);
@@ -199,7 +112,7 @@ daemon_start(struct daemon *d)
 {
 	daemon_setup(d, false);
 	daemon_spawn(d, "-f");
-	daemon_wait_ready(d);
+	testhelp_assentd_wait_listen(d->pid, d->port, d->log);
 }
 
 /* ---- HTTP: testhelp_http() ------------------------------------------------ */
@@ -252,7 +165,8 @@ START_TEST(test_healthz_ok)
 
 	daemon_start(&d);
 	want = xasprintf("listening on http://127.0.0.1:%d", d.port);
-	ck_assert_msg(log_wait(&d, want, 1, 1000), "no \"%s\" in the log", want);
+	ck_assert_msg(testhelp_file_wait(d.log, want, 1, 1000),
+	    "no \"%s\" in the log", want);
 	r = http_request(d.port, "GET", "/healthz", NULL);
 	ck_assert_int_eq(r.status, 200);
 	ck_assert_str_eq(r.body, "ok\n");
@@ -261,7 +175,7 @@ START_TEST(test_healthz_ok)
 	ck_assert(http_has_header(&r, "Cache-Control", "no-store"));
 	ck_assert(http_has_header(&r, "Referrer-Policy", "no-referrer"));
 	/* The schema check passed: the daemon said it is ready. */
-	ck_assert(log_wait(&d, "ready", 1, 2000));
+	ck_assert(testhelp_file_wait(d.log, "ready", 1, 2000));
 	free(r.raw);
 	/* Each pool thread keeps its connection: many requests, few
 	 * connections (the main thread's, the scheduler's, and one for each
@@ -316,13 +230,14 @@ START_TEST(test_bad_config)
 	memset(&d, 0, sizeof(d));
 	d.port = testhelp_free_port();
 	d.conf = testhelp_write_conf("dbname=nowhere", d.port, NULL);
-	file_replace(d.conf, bad_confs[_i].from, bad_confs[_i].to);
+	testhelp_file_replace(d.conf, bad_confs[_i].from, bad_confs[_i].to);
 	daemon_spawn(&d, "-f");
 	ck_assert_int_eq(daemon_wait_exit(&d, READY_MS), 78);
 	log = testhelp_file_read(d.log);
 	want = xasprintf("%s:%d", d.conf, bad_confs[_i].line);
 	ck_assert_msg(strstr(log, want) != NULL, "no \"%s\" in:\n%s", want, log);
-	ck_assert_msg(count_in(log, "\n") == 1, "not one line:\n%s", log);
+	ck_assert_msg(testhelp_count_in(log, "\n") == 1, "not one line:\n%s",
+	    log);
 	free(want);
 	free(log);
 	daemon_teardown(&d);
@@ -367,10 +282,11 @@ START_TEST(test_db_unreachable)
 	d.port = testhelp_free_port();
 	d.conf = testhelp_write_conf(dsn, d.port, NULL);
 	daemon_spawn(&d, "-f");
-	daemon_wait_ready(&d);
+	testhelp_assentd_wait_listen(d.pid, d.port, d.log);
 	/* Two attempts, each with libpq's reason (it names the socket). */
-	ck_assert(log_wait(&d, "retrying the database in", 2, 3000));
-	ck_assert(log_wait(&d, ".s.PGSQL.", 2, 100));
+	ck_assert(testhelp_file_wait(d.log, "retrying the database in", 2,
+	    3000));
+	ck_assert(testhelp_file_wait(d.log, ".s.PGSQL.", 2, 100));
 	r = http_request(d.port, "GET", "/healthz", NULL);
 	ck_assert_int_eq(r.status, 503);
 	ck_assert_str_eq(r.body, "database unavailable\n");
@@ -430,12 +346,12 @@ START_TEST(test_sighup_broken_config)
 	char *want;
 
 	daemon_start(&d);
-	file_replace(d.conf, "level = \"debug\";", "level = ;");
+	testhelp_file_replace(d.conf, "level = \"debug\";", "level = ;");
 	ck_assert_int_eq(kill(d.pid, SIGHUP), 0);
-	ck_assert_msg(log_wait(&d, "reload failed", 1, 3000), "log:\n%s",
-	    testhelp_file_read(d.log));
+	ck_assert_msg(testhelp_file_wait(d.log, "reload failed", 1, 3000),
+	    "log:\n%s", testhelp_file_read(d.log));
 	want = xasprintf("%s:4", d.conf);
-	ck_assert(log_wait(&d, want, 1, 100));
+	ck_assert(testhelp_file_wait(d.log, want, 1, 100));
 	r = http_request(d.port, "GET", "/healthz", NULL);
 	ck_assert_int_eq(r.status, 200);
 	daemon_stop(&d, SIGTERM);
@@ -451,14 +367,16 @@ START_TEST(test_sighup_reload)
 	char *from, *to;
 
 	daemon_start(&d);
-	file_replace(d.conf, "level = \"debug\";", "level = \"info\";");
+	testhelp_file_replace(d.conf, "level = \"debug\";",
+	    "level = \"info\";");
 	from = xasprintf("port = %d;", d.port);
 	to = xasprintf("port = %d;", d.port + 1);
-	file_replace(d.conf, from, to);
+	testhelp_file_replace(d.conf, from, to);
 	ck_assert_int_eq(kill(d.pid, SIGHUP), 0);
-	ck_assert(log_wait(&d, "reloaded configuration", 1, 3000));
-	ck_assert(log_wait(&d, "log level info", 1, 100));
-	ck_assert(log_wait(&d, "http.port changed; that needs a restart", 1, 100));
+	ck_assert(testhelp_file_wait(d.log, "reloaded configuration", 1, 3000));
+	ck_assert(testhelp_file_wait(d.log, "log level info", 1, 100));
+	ck_assert(testhelp_file_wait(d.log,
+	    "http.port changed; that needs a restart", 1, 100));
 	/* Still where it was. */
 	ck_assert(testhelp_port_accepts(d.port));
 	daemon_stop(&d, SIGTERM);
@@ -479,7 +397,7 @@ START_TEST(test_sigterm_with_idle_client)
 	send_all(fd, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
 	daemon_stop(&d, SIGTERM);
 	close(fd);
-	ck_assert(log_wait(&d, "stopped", 1, 100));
+	ck_assert(testhelp_file_wait(d.log, "stopped", 1, 100));
 	daemon_teardown(&d);
 }
 END_TEST
@@ -578,7 +496,7 @@ START_TEST(test_detached_stale_pid_file)
 	pidfile = xstrdup(d.conf);
 	strcpy(strrchr(pidfile, '/'), "/assentd.pid");
 	snprintf(stale, sizeof(stale), "%ld\n", (long)getpid());
-	file_write(pidfile, stale);
+	testhelp_file_write(pidfile, stale);
 	{
 		const char *argv[] = { bin, "-c", d.conf, NULL };
 

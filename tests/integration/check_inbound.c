@@ -155,7 +155,7 @@ END_TEST
 
 /* ---- the mailto unsubscribe -------------------------------------------------- */
 
-static char keys_path[64];
+static char *keys_path;
 static struct keys *keys;
 static struct token_signer *signer;
 
@@ -188,10 +188,7 @@ setup_db(void)
 		ck_assert_msg(db_exec(conn, NULL, &err, sql[i], 0, NULL) == 0, "%s",
 		    err.msg);
 	ck_assert_ptr_nonnull(mkdtemp(dir));
-	snprintf(keys_path, sizeof(keys_path), "%s/keys.conf", dir);
-	ck_assert_int_eq(keys_generate(keys_path, &err), 0);
-	ck_assert_int_eq(keys_load(keys_path, &keys, &err), 0);
-	ck_assert_int_eq(token_signer_new(keys, &signer, &err), 0);
+	testhelp_keys_make(dir, &keys_path, &keys, NULL, &signer);
 }
 
 static void
@@ -199,6 +196,7 @@ teardown_db(void)
 {
 	token_signer_free(signer);
 	keys_free(keys);
+	free(keys_path);
 	testhelp_fixture_drop();
 }
 

@@ -694,6 +694,157 @@ START_TEST(test_erase_flag_is_for_one_subscriber)
 }
 END_TEST
 
+/*
+ * Row conditions (the CHECK constraints of 0001, 0003 and 0005): a bad
+ * row written by direct SQL is refused with 23514 naming the
+ * constraint, whatever checks it. An event is the row below with one
+ * column set as the case says; a subscriber is a@ updated. The columns
+ * the chain trigger computes (seq, salt, digests, consent_text_sha256,
+ * erased_at) cannot be set by an INSERT; an infinite basis_expires_at
+ * fails sealing first (0A000).
+ */
+static const struct {
+	const char *column;
+	const char *value;              /* SQL */
+	const char *constraint;
+} bad_events[] = {
+	{ "action", "'resign'", "ledger_action_check" },
+	{ "channel", "'fax'", "ledger_channel_check" },
+	{ "status_before", "'gone'", "ledger_status_before_check" },
+	{ "status_after", "'gone'", "ledger_status_after_check" },
+	{ "user_agent", "E'Mail\\x01'", "ledger_user_agent_check" },
+	{ "user_agent", "repeat('u', 513)", "ledger_user_agent_check" },
+	{ "page", "E'/join\\n'", "ledger_page_check" },
+	{ "page", "repeat('p', 1001)", "ledger_page_check" },
+	{ "operator", "E'test\\ter'", "ledger_operator_check" },
+	{ "operator", "repeat('o', 201)", "ledger_operator_check" },
+	{ "source", "''", "ledger_source_check" },
+	{ "source", "E'desk\\x7f'", "ledger_source_check" },
+	{ "source", "repeat('s', 1001)", "ledger_source_check" },
+	{ "consent_text_version", "'v 1'", "ledger_consent_text_version_check" },
+	{ "consent_text_version", "repeat('v', 65)", "ledger_consent_text_version_check" },
+	{ "operator", "NULL", "ledger_check" },                 /* channel cli */
+	{ "basis", "'assumed'", "ledger_basis_check" },
+	{ "import_file", "E'fair\\r.csv'", "ledger_import_file_check" },
+	{ "import_file", "repeat('f', 1001)", "ledger_import_file_check" },
+	{ "import_sha256", "repeat('A', 64)", "ledger_import_sha256_check" },
+	{ "import_sha256", "repeat('a', 63)", "ledger_import_sha256_check" },
+	{ "import_line", "0", "ledger_import_line_check" },
+	{ "source", "NULL", "ledger_source_unless_erased" },
+	{ NULL, NULL, NULL },                                   /* the good row */
+};
+
+static const char *const event_columns[][2] = {
+	{ "action", "'rectify'" }, { "channel", "'cli'" },
+	{ "operator", "'tester'" }, { "source", "'typo fixed'" },
+};
+
+START_TEST(test_bad_event_refused)
+{
+	char cols[512] = "subscriber_id", vals[2048] =
+	    "(SELECT id FROM subscribers WHERE email = 'a@example.org')", sql[3072];
+	const char *col = bad_events[_i].column, *val;
+	struct assent_err err;
+	bool replaced = false;
+	long before = count("SELECT count(*) FROM ledger");
+
+	for (size_t k = 0; k < sizeof(event_columns) / sizeof(event_columns[0]); k++) {
+		val = event_columns[k][1];
+		if (col != NULL && strcmp(col, event_columns[k][0]) == 0) {
+			val = bad_events[_i].value;
+			replaced = true;
+		}
+		snprintf(cols + strlen(cols), sizeof(cols) - strlen(cols), ", %s",
+		    event_columns[k][0]);
+		snprintf(vals + strlen(vals), sizeof(vals) - strlen(vals), ", %s", val);
+	}
+	if (col != NULL && !replaced) {
+		snprintf(cols + strlen(cols), sizeof(cols) - strlen(cols), ", %s", col);
+		snprintf(vals + strlen(vals), sizeof(vals) - strlen(vals), ", %s",
+		    bad_events[_i].value);
+	}
+	snprintf(sql, sizeof(sql), "INSERT INTO ledger (%s) VALUES (%s)", cols, vals);
+	if (col == NULL) {
+		ck_assert_msg(db_exec(conn, NULL, &err, sql, 0, NULL) == 0, "%s: %s",
+		    sql, err.msg);
+		ck_assert_int_eq(count("SELECT count(*) FROM ledger"), before + 1);
+		assert_intact();
+		return;
+	}
+	ck_assert_int_eq(db_exec(conn, NULL, &err, sql, 0, NULL), -1);
+	ck_assert_msg(strcmp(db_last_sqlstate(), "23514") == 0, "%s: %s %s", sql,
+	    db_last_sqlstate(), err.msg);
+	ck_assert_int_eq(err.code, EX_DATAERR);
+	ck_assert_msg(strstr(err.msg, bad_events[_i].constraint) != NULL, "%s", err.msg);
+	ck_assert_int_eq(count("SELECT count(*) FROM ledger"), before);
+	ck_assert_int_eq(count("SELECT ledger_seq FROM subscribers"
+	    " WHERE email = 'a@example.org'"), 5);
+	assert_intact();
+}
+END_TEST
+
+static const struct {
+	const char *set;                /* SQL, for a@ */
+	const char *constraint;
+} bad_subscribers[] = {
+	{ "email = 'no-at-sign', email_key = 'no-at-sign'", "subscribers_email_check" },
+	{ "email = 'a@EXAMPLE.org', email_key = 'a@example.org'", "subscribers_email_check" },
+	{ "email_key = 'b@example.org'", "subscribers_check" },
+	{ "name = E'Ann\\n'", "subscribers_name_check" },
+	{ "name = repeat('n', 201)", "subscribers_name_check" },
+	{ "attrs = '[]'", "subscribers_attrs_check" },
+	{ "ledger_seq = -1", "subscribers_ledger_seq_check" },
+	{ "email = NULL, email_key = NULL", "subscribers_live_or_shell" },
+	{ "email = NULL, email_key = NULL, name = 'Ann', erased_at = now()",
+	    "subscribers_live_or_shell" },
+	{ "name = 'Ann', attrs = '{\"k\": \"v\"}'", NULL },
+};
+
+START_TEST(test_bad_subscriber_refused)
+{
+	struct assent_err err;
+	char sql[512];
+
+	snprintf(sql, sizeof(sql), "UPDATE subscribers SET %s"
+	    " WHERE email = 'a@example.org'", bad_subscribers[_i].set);
+	if (bad_subscribers[_i].constraint == NULL) {
+		ck_assert_msg(db_exec(conn, NULL, &err, sql, 0, NULL) == 0, "%s", err.msg);
+		return;
+	}
+	ck_assert_int_eq(db_exec(conn, NULL, &err, sql, 0, NULL), -1);
+	ck_assert_msg(strcmp(db_last_sqlstate(), "23514") == 0, "%s %s",
+	    db_last_sqlstate(), err.msg);
+	ck_assert_int_eq(err.code, EX_DATAERR);
+	ck_assert_msg(strstr(err.msg, bad_subscribers[_i].constraint) != NULL, "%s",
+	    err.msg);
+	ck_assert_int_eq(count("SELECT count(*) FROM subscribers"
+	    " WHERE email = 'a@example.org' AND name = ''"), 1);
+}
+END_TEST
+
+/* And a new subscriber, by INSERT. */
+static const char *const bad_new_subscribers[] = {
+	"('x@exa_mple.org', 'x@exa_mple.org', '')",
+	"('X@example.org', 'X@example.org', '')",
+	"('x@example.org', 'x@example.org', E'\\x1b[31m')",
+};
+
+START_TEST(test_bad_new_subscriber_refused)
+{
+	struct assent_err err;
+	char sql[512];
+
+	snprintf(sql, sizeof(sql), "INSERT INTO subscribers (email, email_key, name)"
+	    " VALUES %s", bad_new_subscribers[_i]);
+	ck_assert_int_eq(db_exec(conn, NULL, &err, sql, 0, NULL), -1);
+	ck_assert_msg(strcmp(db_last_sqlstate(), "23514") == 0, "%s %s",
+	    db_last_sqlstate(), err.msg);
+	ck_assert_int_eq(err.code, EX_DATAERR);
+	ck_assert_int_eq(count("SELECT count(*) FROM subscribers"
+	    " WHERE email_key LIKE 'x@%'"), 0);
+}
+END_TEST
+
 START_TEST(test_repeatable_read_append_refused)
 {
 	const char *levels[] = { "REPEATABLE READ", "SERIALIZABLE" };
@@ -813,6 +964,16 @@ main(void)
 	    sizeof(erase_abuses) / sizeof(erase_abuses[0]));
 	tcase_add_test(tc, test_erase_flag_is_for_one_subscriber);
 	tcase_add_test(tc, test_repeatable_read_append_refused);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("conditions");
+	tcase_add_checked_fixture(tc, setup, testhelp_fixture_drop);
+	tcase_set_timeout(tc, 30);
+	tcase_add_loop_test(tc, test_bad_event_refused, 0,
+	    sizeof(bad_events) / sizeof(bad_events[0]));
+	tcase_add_loop_test(tc, test_bad_subscriber_refused, 0,
+	    sizeof(bad_subscribers) / sizeof(bad_subscribers[0]));
+	tcase_add_loop_test(tc, test_bad_new_subscriber_refused, 0,
+	    sizeof(bad_new_subscribers) / sizeof(bad_new_subscribers[0]));
 	suite_add_tcase(s, tc);
 	tc = tcase_create("migration");
 	tcase_set_timeout(tc, 30);

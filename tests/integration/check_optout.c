@@ -58,6 +58,18 @@ list(const char *name)
 	return testhelp_list_id(conn, name);
 }
 
+/* Campaign 1, sending, with a delivery on list 1 for every subscriber. */
+static void
+campaign_sending(void)
+{
+	testhelp_sql_exec(conn, "INSERT INTO campaigns (name, state, subject,"
+	    " from_address, body_text, scheduled_at, created_by) VALUES ('spring',"
+	    " 'sending', 'News', 'news@example.org', 'x', now(), 'tester')");
+	testhelp_sql_exec(conn, "INSERT INTO deliveries (campaign_id,"
+	    " subscriber_id, list_id, domain)"
+	    " SELECT 1, id, 1, 'example.org' FROM subscribers");
+}
+
 /* A token for subscriber sub and list (0: all lists). */
 static struct token
 tok(enum token_purpose p, uint64_t sub, uint64_t list, uint64_t campaign)
@@ -150,17 +162,8 @@ START_TEST(test_marks_the_campaigns_delivery)
 	struct token t = tok(TOKEN_UNSUBSCRIBE, sub("ann@example.org"), list("news"), 1);
 	struct optout_result r;
 	struct assent_err err;
-	static const char *const sql[] = {
-		"INSERT INTO campaigns (name, state, subject, from_address, body_text,"
-		" scheduled_at, created_by) VALUES ('spring', 'sending', 'News',"
-		" 'news@example.org', 'x', now(), 'tester')",
-		"INSERT INTO deliveries (campaign_id, subscriber_id, list_id, domain)"
-		" SELECT 1, id, 1, 'example.org' FROM subscribers",
-	};
 
-	for (size_t i = 0; i < 2; i++)
-		ck_assert_msg(db_exec(conn, NULL, &err, sql[i], 0, NULL) == 0, "%s",
-		    err.msg);
+	campaign_sending();
 	ck_assert_int_eq(optout_unsubscribe(conn, &t, false, &click, &r, &err), 0);
 	ck_assert_int_eq(optout_unsubscribe(conn, &t, false, &click, &r, &err), 0);
 	ck_assert_int_eq(count("SELECT count(*) FROM deliveries d JOIN subscribers p"
@@ -302,17 +305,8 @@ START_TEST(test_everything_after_each_list)
 	struct token all = tok(TOKEN_UNSUBSCRIBE, sub("ann@example.org"), 0, 1);
 	struct optout_result r;
 	struct assent_err err;
-	static const char *const sql[] = {
-		"INSERT INTO campaigns (name, state, subject, from_address, body_text,"
-		" scheduled_at, created_by) VALUES ('spring', 'sending', 'News',"
-		" 'news@example.org', 'x', now(), 'tester')",
-		"INSERT INTO deliveries (campaign_id, subscriber_id, list_id, domain)"
-		" SELECT 1, id, 1, 'example.org' FROM subscribers",
-	};
 
-	for (size_t i = 0; i < 2; i++)
-		ck_assert_msg(db_exec(conn, NULL, &err, sql[i], 0, NULL) == 0, "%s",
-		    err.msg);
+	campaign_sending();
 	ck_assert_int_eq(optout_unsubscribe(conn, &news, false, &click, &r, &err), 0);
 	ck_assert_int_eq(optout_unsubscribe(conn, &offers, false, &click, &r, &err), 0);
 	ck_assert_int_eq(count("SELECT count(*) FROM deliveries WHERE"

@@ -56,49 +56,11 @@ static struct world {
 
 /* ---- set-up ------------------------------------------------------------- */
 
-/* smtpd.py with up to four more arguments (NULL-terminated). */
+/* smtpd.py with extra arguments (NULL-terminated; may be NULL). */
 static void
-smtp_start_with(const char *a1, const char *a2, const char *a3,
-    const char *a4)
+smtp_start(const char *const *extra)
 {
-	char port[16], *script, *log;
-
-	snprintf(port, sizeof(port), "%d", w.smtp_port);
-	script = xasprintf("%s/tests/harness/smtpd.py", getenv("ASSENT_SRCDIR"));
-	log = xasprintf("%s/smtpd.log", w.dir);
-	{
-		const char *argv[] = { "/usr/bin/python3", script, "--port", port,
-		    "--dir", w.smtp_dir, a1, a2, a3, a4, NULL };
-		long deadline = testhelp_now_ms() + 10000;
-
-		w.smtp_pid = testhelp_spawn(argv, log);
-		while (!testhelp_port_accepts(w.smtp_port)) {
-			ck_assert_msg(testhelp_now_ms() < deadline,
-			    "smtpd.py never listened: %s", testhelp_file_read(log));
-			testhelp_sleep_ms(20);
-		}
-	}
-	free(script);
-	free(log);
-}
-
-static void
-smtp_start(void)
-{
-	smtp_start_with(NULL, NULL, NULL, NULL);
-}
-
-static void
-smtp_stop(void)
-{
-	if (w.smtp_pid > 0) {
-		kill(w.smtp_pid, SIGTERM);
-		if (testhelp_wait_exit(w.smtp_pid, 3000) == -1) {
-			kill(w.smtp_pid, SIGKILL);
-			testhelp_wait_exit(w.smtp_pid, 3000);
-		}
-	}
-	w.smtp_pid = 0;
+	w.smtp_pid = testhelp_smtpd_start(w.smtp_dir, w.smtp_port, extra);
 }
 
 /* The config for one daemon: sending settings in sending (libconfig
@@ -131,10 +93,7 @@ setup(void)
 	memset(&w, 0, sizeof(w));
 	strcpy(w.dir, "/tmp/assent-send-XXXXXX");
 	ck_assert(mkdtemp(w.dir) != NULL);
-	w.keys = xasprintf("%s/keys.conf", w.dir);
-	ck_assert_msg(keys_generate(w.keys, &err) == 0, "%s", err.msg);
-	ck_assert_msg(keys_load(w.keys, &w.k, &err) == 0, "%s", err.msg);
-	w.gate.pepper = keys_pepper(w.k, &w.gate.pepper_len);
+	testhelp_keys_make(w.dir, &w.keys, &w.k, &w.gate, NULL);
 	w.smtp_dir = xasprintf("%s/smtp", w.dir);
 	ck_assert(mkdir(w.smtp_dir, 0700) == 0);
 	w.smtp_port = testhelp_free_port();
@@ -145,7 +104,7 @@ setup(void)
 static void
 teardown(void)
 {
-	smtp_stop();
+	testhelp_smtpd_stop(w.smtp_pid);
 	keys_free(w.k);
 	testhelp_fixture_drop();
 	/* the directory stays for a post-mortem when a test failed */
@@ -208,17 +167,7 @@ campaign_now(const char *name, const char *const *lists, size_t nlists)
 static pid_t
 daemon_start(const char *conf, const char *log)
 {
-	const char *argv[] = { getenv("ASSENTD_BIN"), "-f", "-c", conf, NULL };
-
-	ck_assert_msg(argv[0] != NULL, "ASSENTD_BIN is not set");
-	return testhelp_spawn(argv, log);
-}
-
-static void
-daemon_stop(pid_t pid)
-{
-	kill(pid, SIGTERM);
-	ck_assert_int_eq(testhelp_wait_exit(pid, 20000), 0);
+	return testhelp_assentd_spawn(conf, "-f", log);
 }
 
 static char *
@@ -261,8 +210,7 @@ wait_done(const char *name, const char *log)
 static json_t *
 smtp_accepted(json_t **entries_r)
 {
-	char *path = xasprintf("%s/log.jsonl", w.smtp_dir);
-	char *text = testhelp_file_read(path), *line, *save = NULL;
+	char *text = testhelp_smtpd_log(w.smtp_dir), *line, *save = NULL;
 	json_t *counts = json_object(), *entries = json_array();
 
 	for (line = strtok_r(text, "\n", &save); line != NULL;
@@ -281,7 +229,6 @@ smtp_accepted(json_t **entries_r)
 		json_decref(e);
 	}
 	free(text);
-	free(path);
 	if (entries_r != NULL)
 		*entries_r = entries;
 	else
@@ -369,19 +316,8 @@ last_recipient(int n)
 static void
 wait_log(const char *log, const char *needle)
 {
-	long deadline = testhelp_now_ms() + DONE_MS;
-
-	for (;;) {
-		char *text = testhelp_file_read(log);
-		bool found = strstr(text, needle) != NULL;
-
-		free(text);
-		if (found)
-			return;
-		ck_assert_msg(testhelp_now_ms() < deadline, "no \"%s\" in the log:\n%s",
-		    needle, testhelp_file_read(log));
-		testhelp_sleep_ms(50);
-	}
+	ck_assert_msg(testhelp_file_wait(log, needle, 1, DONE_MS),
+	    "no \"%s\" in the log:\n%s", needle, testhelp_file_read(log));
 }
 
 /* ---- tests ------------------------------------------------------------------------------ */
@@ -408,10 +344,10 @@ START_TEST(test_end_to_end)
 	w.conf = world_conf("concurrency = 2; batch = 7; retry_base = 1; "
 	    "max_attempts = 3;");
 	log = xasprintf("%s/assentd.log", w.dir);
-	smtp_start();
+	smtp_start(NULL);
 	pid = daemon_start(w.conf, log);
 	wait_done("spring", log);
-	daemon_stop(pid);
+	testhelp_assentd_stop(pid, log);
 
 	counts = smtp_accepted(&entries);
 	assert_no_duplicates(counts);
@@ -510,7 +446,7 @@ START_TEST(test_suppressed_mid_campaign)
 	campaign_now("midway", lists, 1);
 	w.conf = world_conf("concurrency = 1; batch = 5; rate = 20;");
 	log = xasprintf("%s/assentd.log", w.dir);
-	smtp_start();
+	smtp_start(NULL);
 	pid = daemon_start(w.conf, log);
 	wait_accepted(5, log);
 	/* the two claimed last (highest delivery ids), whatever the plan */
@@ -519,7 +455,7 @@ START_TEST(test_suppressed_mid_campaign)
 	suppress(last, false);
 	suppress(second, true);
 	wait_done("midway", log);
-	daemon_stop(pid);
+	testhelp_assentd_stop(pid, log);
 	counts = smtp_accepted(NULL);
 	assert_no_duplicates(counts);
 	ck_assert_int_eq(json_object_size(counts), 58);
@@ -549,7 +485,7 @@ START_TEST(test_crash_never_sends_twice)
 	campaign_now("crashy", lists, 1);
 	w.conf = world_conf("concurrency = 2; batch = 10; rate = 150;");
 	log = xasprintf("%s/assentd.log", w.dir);
-	smtp_start();
+	smtp_start(NULL);
 	for (int round = 0; round < 3; round++) {
 		pid = daemon_start(w.conf, log);
 		wait_accepted(received + 40, log);
@@ -576,7 +512,7 @@ START_TEST(test_crash_never_sends_twice)
 	    "%s", err.msg);
 	ck_assert_int_eq(resent, unknown);
 	wait_done("crashy", log);
-	daemon_stop(pid);
+	testhelp_assentd_stop(pid, log);
 	ck_assert_int_eq(count("SELECT count(*) FROM deliveries WHERE state = 'sent'"), 300);
 	json_decref(counts);
 	json_decref(entries);
@@ -596,14 +532,14 @@ START_TEST(test_two_daemons_one_campaign)
 	conf2 = world_conf("concurrency = 2; batch = 10; rate = 100;");
 	log1 = xasprintf("%s/assentd1.log", w.dir);
 	log2 = xasprintf("%s/assentd2.log", w.dir);
-	smtp_start();
+	smtp_start(NULL);
 	p1 = daemon_start(w.conf, log1);
 	p2 = daemon_start(conf2, log2);
 	testhelp_sleep_ms(500);
 	campaign_now("shared", lists, 1);
 	wait_done("shared", log1);
-	daemon_stop(p1);
-	daemon_stop(p2);
+	testhelp_assentd_stop(p1, log1);
+	testhelp_assentd_stop(p2, log2);
 	counts = smtp_accepted(NULL);
 	assert_no_duplicates(counts);
 	ck_assert_int_eq(json_object_size(counts), 400);
@@ -643,9 +579,9 @@ START_TEST(test_relay_down_then_up)
 	ck_assert_msg(strstr(text, "reconnecting") == NULL,
 	    "a relay that is down is not a database problem:\n%s", text);
 	free(text);
-	smtp_start();
+	smtp_start(NULL);
 	wait_done("patient", log);
-	daemon_stop(pid);
+	testhelp_assentd_stop(pid, log);
 	counts = smtp_accepted(NULL);
 	assert_no_duplicates(counts);
 	ck_assert_int_eq(json_object_size(counts), 20);
@@ -667,7 +603,7 @@ START_TEST(test_pause_resume)
 	campaign_now("halting", lists, 1);
 	w.conf = world_conf("concurrency = 1; batch = 5; rate = 40;");
 	log = xasprintf("%s/assentd.log", w.dir);
-	smtp_start();
+	smtp_start(NULL);
 	pid = daemon_start(w.conf, log);
 	wait_accepted(10, log);
 	ck_assert_msg(campaign_pause(conn, "halting", &err) == 0, "%s", err.msg);
@@ -678,7 +614,7 @@ START_TEST(test_pause_resume)
 	ck_assert_int_lt(held, 100);
 	ck_assert_msg(campaign_resume(conn, "halting", &err) == 0, "%s", err.msg);
 	wait_done("halting", log);
-	daemon_stop(pid);
+	testhelp_assentd_stop(pid, log);
 	counts = smtp_accepted(NULL);
 	assert_no_duplicates(counts);
 	ck_assert_int_eq(json_object_size(counts), 100);
@@ -699,10 +635,10 @@ START_TEST(test_slow_batch_is_not_reaped)
 	campaign_now("leisurely", lists, 1);
 	w.conf = world_conf("concurrency = 1; batch = 3;");
 	log = xasprintf("%s/assentd.log", w.dir);
-	smtp_start();
+	smtp_start(NULL);
 	pid = daemon_start(w.conf, log);
 	wait_done("leisurely", log);
-	daemon_stop(pid);
+	testhelp_assentd_stop(pid, log);
 	ck_assert_int_eq(count("SELECT count(*) FROM deliveries WHERE state = 'sent'"
 	    " AND attempts = 1"), 3);
 	text = testhelp_file_read(log);
@@ -726,7 +662,7 @@ START_TEST(test_outcomes_survive_a_lost_connection)
 	campaign_now("resilient", lists, 1);
 	w.conf = world_conf("concurrency = 1; batch = 3;");
 	log = xasprintf("%s/assentd.log", w.dir);
-	smtp_start();
+	smtp_start(NULL);
 	pid = daemon_start(w.conf, log);
 	{
 		long deadline = testhelp_now_ms() + DONE_MS;
@@ -745,7 +681,7 @@ START_TEST(test_outcomes_survive_a_lost_connection)
 	    " (SELECT oid FROM pg_database WHERE datname = current_database())"), 1);
 	wait_log(log, "wrote the outcomes of 3 messages");
 	wait_done("resilient", log);
-	daemon_stop(pid);
+	testhelp_assentd_stop(pid, log);
 	ck_assert_int_eq(count("SELECT count(*) FROM deliveries WHERE state = 'sent'"), 3);
 	counts = smtp_accepted(NULL);
 	assert_no_duplicates(counts);
@@ -769,12 +705,16 @@ START_TEST(test_refused_envelope_sender_is_the_relay)
 	campaign_now("patience", lists, 1);
 	w.conf = world_conf("concurrency = 1; batch = 5;");
 	log = xasprintf("%s/assentd.log", w.dir);
-	smtp_start_with("--mail-from-reply",
-	    "553 5.1.8 Sender address rejected: Domain not found",
-	    "--mail-from-reject-count", "3");
+	{
+		const char *const extra[] = { "--mail-from-reply",
+		    "553 5.1.8 Sender address rejected: Domain not found",
+		    "--mail-from-reject-count", "3", NULL };
+
+		smtp_start(extra);
+	}
 	pid = daemon_start(w.conf, log);
 	wait_done("patience", log);
-	daemon_stop(pid);
+	testhelp_assentd_stop(pid, log);
 	ck_assert_int_eq(count("SELECT count(*) FROM suppressions"), 0);
 	ck_assert_int_eq(count("SELECT count(*) FROM deliveries WHERE state = 'sent'"
 	    " AND bounced_at IS NULL"), 10);

@@ -8,7 +8,6 @@
  */
 #include <sys/stat.h>
 #include <check.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,26 +45,6 @@ static struct world {
 	struct throttle *throttle;
 } w;
 
-static void
-smtp_start(void)
-{
-	char port[16], *script, *log;
-	long deadline = testhelp_now_ms() + 10000;
-
-	snprintf(port, sizeof(port), "%d", w.smtp_port);
-	script = xasprintf("%s/tests/harness/smtpd.py", getenv("ASSENT_SRCDIR"));
-	log = xasprintf("%s/smtpd.log", w.dir);
-	const char *argv[] = { "/usr/bin/python3", script, "--port", port,
-	    "--dir", w.smtp_dir, NULL };
-	w.smtp_pid = testhelp_spawn(argv, log);
-	while (!testhelp_port_accepts(w.smtp_port)) {
-		ck_assert_msg(testhelp_now_ms() < deadline, "smtpd.py never listened");
-		testhelp_sleep_ms(20);
-	}
-	free(script);
-	free(log);
-}
-
 static char *
 write_conf(const char *signup)
 {
@@ -94,11 +73,7 @@ setup(void)
 	memset(&w, 0, sizeof(w));
 	strcpy(w.dir, "/tmp/assent-signup-XXXXXX");
 	ck_assert(mkdtemp(w.dir) != NULL);
-	w.keys = xasprintf("%s/keys.conf", w.dir);
-	ck_assert_msg(keys_generate(w.keys, &err) == 0, "%s", err.msg);
-	ck_assert_msg(keys_load(w.keys, &w.k, &err) == 0, "%s", err.msg);
-	w.gate.pepper = keys_pepper(w.k, &w.gate.pepper_len);
-	ck_assert_int_eq(token_signer_new(w.k, &w.signer, &err), 0);
+	testhelp_keys_make(w.dir, &w.keys, &w.k, &w.gate, &w.signer);
 	w.smtp_dir = xasprintf("%s/smtp", w.dir);
 	ck_assert(mkdir(w.smtp_dir, 0700) == 0);
 	w.smtp_port = testhelp_free_port();
@@ -115,16 +90,13 @@ setup(void)
 	c.form_attrs = NULL;
 	ck_assert_int_eq(lists_edit(conn, "single", &c, &err), 0);
 	ck_assert_int_eq(lists_create(conn, "closed", NULL, true, &err), 0);
-	smtp_start();
+	w.smtp_pid = testhelp_smtpd_start(w.smtp_dir, w.smtp_port, NULL);
 }
 
 static void
 teardown(void)
 {
-	if (w.smtp_pid > 0) {
-		kill(w.smtp_pid, SIGTERM);
-		testhelp_wait_exit(w.smtp_pid, 3000);
-	}
+	testhelp_smtpd_stop(w.smtp_pid);
 	throttle_free(w.throttle);
 	conf_free(w.conf);
 	token_signer_free(w.signer);
@@ -213,21 +185,6 @@ run_sender(void)
 	sender_free(s);
 }
 
-/* The n-th message the SMTP server took (1-based), or NULL. */
-static char *
-message(int n)
-{
-	char *path = xasprintf("%s/%08d.eml", w.smtp_dir, n);
-	char *text = testhelp_file_read(path);
-
-	free(path);
-	if (*text == '\0') {
-		free(text);
-		return NULL;
-	}
-	return text;
-}
-
 /* The confirmation link's token in msg (quoted-printable soft breaks
  * removed), into tok. */
 static void
@@ -257,7 +214,7 @@ START_TEST(test_double_optin_end_to_end)
 	struct optout_result r;
 	struct optout_evidence ev = { "confirm-link", "198.51.100.9", "Browser/2" };
 	struct assent_err err;
-	char tok[TOKEN_TEXT_SIZE], *msg, *log, *log_path;
+	char tok[TOKEN_TEXT_SIZE], *msg, *log;
 
 	f.attr_keys[0] = "city";
 	f.attr_values[0] = "K\xc3\xb6ln";
@@ -280,7 +237,7 @@ START_TEST(test_double_optin_end_to_end)
 
 	run_sender();
 	ck_assert_int_eq(notices("sent"), 1);
-	msg = message(1);
+	msg = testhelp_smtpd_message(w.smtp_dir, 1);
 	ck_assert_ptr_nonnull(msg);
 	ck_assert_ptr_nonnull(strstr(msg, "\r\nTo: Ann <Ann@example.org>\r\n"));
 	ck_assert_ptr_nonnull(strstr(msg, "\r\nSubject: Please confirm your "
@@ -288,12 +245,10 @@ START_TEST(test_double_optin_end_to_end)
 	ck_assert_ptr_nonnull(strstr(msg, "From: Example <news@example.org>\r\n"));
 	ck_assert_ptr_null(strstr(msg, "List-Unsubscribe"));
 	ck_assert_ptr_null(strstr(msg, "List-Id"));
-	log_path = xasprintf("%s/log.jsonl", w.smtp_dir);
-	log = testhelp_file_read(log_path);
+	log = testhelp_smtpd_log(w.smtp_dir);
 	ck_assert_msg(strstr(log, "\"mail_from\": \"n-") != NULL &&
 	    strstr(log, "@bounce.example.org\"") != NULL, "%s", log);
 	free(log);
-	free(log_path);
 	confirm_token(msg, tok);
 	free(msg);
 	ck_assert_msg(token_verify(w.signer, tok, TOKEN_CONFIRM, time(NULL),
@@ -342,10 +297,11 @@ START_TEST(test_resend_limit)
 	ck_assert_int_eq(notices("sent"), NOTICE_PER_DAY);
 	ck_assert_int_eq(submit_ok(&f), SIGNUP_QUIET);
 	ck_assert_int_eq(notices("queued"), 0);
-	msg = message(NOTICE_PER_DAY);
+	msg = testhelp_smtpd_message(w.smtp_dir, NOTICE_PER_DAY);
 	ck_assert_ptr_nonnull(msg);
 	free(msg);
-	ck_assert_ptr_null(message(NOTICE_PER_DAY + 1));
+	ck_assert_ptr_null(testhelp_smtpd_message(w.smtp_dir,
+	    NOTICE_PER_DAY + 1));
 	ck_assert_int_eq(testhelp_query_long(conn, "SELECT count(*) FROM ledger"), 1);
 }
 END_TEST
@@ -448,7 +404,7 @@ START_TEST(test_gate_at_claim)
 	ck_assert_int_eq(notices("suppressed"), 1);
 	ck_assert_int_eq(testhelp_query_long(conn, "SELECT count(*) FROM notices"
 	    " WHERE suppression_id IS NOT NULL AND detail = 'complaint'"), 1);
-	ck_assert_ptr_null(message(1));
+	ck_assert_ptr_null(testhelp_smtpd_message(w.smtp_dir, 1));
 }
 END_TEST
 
@@ -466,7 +422,7 @@ START_TEST(test_skipped_when_settled)
 	ck_assert_int_eq(subs_confirm(conn, &req, &changed, &err), 0);
 	run_sender();
 	ck_assert_int_eq(notices("skipped"), 1);
-	ck_assert_ptr_null(message(1));
+	ck_assert_ptr_null(testhelp_smtpd_message(w.smtp_dir, 1));
 }
 END_TEST
 
@@ -527,7 +483,7 @@ START_TEST(test_orphan_and_states)
 	ck_assert_int_eq(testhelp_query_long(conn, "UPDATE notices SET state = 'queued'"),
 	    -1);
 	run_sender();
-	ck_assert_ptr_null(message(1));
+	ck_assert_ptr_null(testhelp_smtpd_message(w.smtp_dir, 1));
 }
 END_TEST
 
@@ -553,7 +509,7 @@ START_TEST(test_erasure)
 	    " WHERE detail LIKE '%@example.org%'"), 0);
 	run_sender();
 	ck_assert_int_eq(notices("skipped"), 1);
-	ck_assert_ptr_null(message(1));
+	ck_assert_ptr_null(testhelp_smtpd_message(w.smtp_dir, 1));
 	/* and the erased address signing up again is quiet */
 	ck_assert_int_eq(submit_ok(&f), SIGNUP_QUIET);
 	ck_assert_int_eq(testhelp_query_long(conn, "SELECT count(*) FROM subscribers"

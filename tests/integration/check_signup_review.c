@@ -18,7 +18,6 @@
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <check.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,26 +56,6 @@ static struct world {
 } w;
 
 static void
-smtp_start(void)
-{
-	char port[16], *script, *log;
-	long deadline = testhelp_now_ms() + 10000;
-
-	snprintf(port, sizeof(port), "%d", w.smtp_port);
-	script = xasprintf("%s/tests/harness/smtpd.py", getenv("ASSENT_SRCDIR"));
-	log = xasprintf("%s/smtpd.log", w.dir);
-	const char *argv[] = { "/usr/bin/python3", script, "--port", port,
-	    "--dir", w.smtp_dir, NULL };
-	w.smtp_pid = testhelp_spawn(argv, log);
-	while (!testhelp_port_accepts(w.smtp_port)) {
-		ck_assert_msg(testhelp_now_ms() < deadline, "smtpd.py never listened");
-		testhelp_sleep_ms(20);
-	}
-	free(script);
-	free(log);
-}
-
-static void
 open_form(const char *list, bool double_optin, const char *attrs)
 {
 	struct lists_change c = { .double_optin = -1, .form_consent = "v1",
@@ -98,11 +77,7 @@ setup(void)
 	memset(&w, 0, sizeof(w));
 	strcpy(w.dir, "/tmp/assent-review-XXXXXX");
 	ck_assert(mkdtemp(w.dir) != NULL);
-	w.keys = xasprintf("%s/keys.conf", w.dir);
-	ck_assert_msg(keys_generate(w.keys, &err) == 0, "%s", err.msg);
-	ck_assert_msg(keys_load(w.keys, &w.k, &err) == 0, "%s", err.msg);
-	w.gate.pepper = keys_pepper(w.k, &w.gate.pepper_len);
-	ck_assert_int_eq(token_signer_new(w.k, &w.signer, &err), 0);
+	testhelp_keys_make(w.dir, &w.keys, &w.k, &w.gate, &w.signer);
 	w.smtp_dir = xasprintf("%s/smtp", w.dir);
 	ck_assert(mkdir(w.smtp_dir, 0700) == 0);
 	w.smtp_port = testhelp_free_port();
@@ -120,16 +95,13 @@ setup(void)
 	    "test", NULL, &err) == 0, "%s", err.msg);
 	open_form("news", true, "city");
 	open_form("single", false, NULL);
-	smtp_start();
+	w.smtp_pid = testhelp_smtpd_start(w.smtp_dir, w.smtp_port, NULL);
 }
 
 static void
 teardown(void)
 {
-	if (w.smtp_pid > 0) {
-		kill(w.smtp_pid, SIGTERM);
-		testhelp_wait_exit(w.smtp_pid, 3000);
-	}
+	testhelp_smtpd_stop(w.smtp_pid);
 	throttle_free(w.throttle);
 	conf_free(w.conf);
 	token_signer_free(w.signer);
@@ -179,17 +151,6 @@ other_conn(void)
 		return NULL;
 	}
 	return c;
-}
-
-static void
-exec_ok(PGconn *c, const char *sql)
-{
-	PGresult *res = PQexec(c, sql);
-
-	ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK ||
-	    PQresultStatus(res) == PGRES_TUPLES_OK, "%s: %s", sql,
-	    PQerrorMessage(c));
-	PQclear(res);
 }
 
 /* Wait until n other sessions of this database wait for a lock. */
@@ -304,21 +265,6 @@ run_sender(void)
 	ck_assert_int_eq(child_status(child_sender()), 0);
 }
 
-/* The n-th message the SMTP server took (1-based), or NULL. */
-static char *
-message(int n)
-{
-	char *path = xasprintf("%s/%08d.eml", w.smtp_dir, n);
-	char *text = testhelp_file_read(path);
-
-	free(path);
-	if (*text == '\0') {
-		free(text);
-		return NULL;
-	}
-	return text;
-}
-
 /* ---- defects ----------------------------------------------------------- */
 
 /*
@@ -340,13 +286,13 @@ START_TEST(test_signup_racing_erasure_stores_nothing)
 	ck_assert_int_eq(submit_ok(&f), SIGNUP_PENDING);
 	/* the erasure will stop at its last table, its entry uncommitted */
 	ck_assert_ptr_nonnull(holder = other_conn());
-	exec_ok(holder, "BEGIN");
-	exec_ok(holder, "LOCK TABLE test_sends IN ACCESS EXCLUSIVE MODE");
+	testhelp_sql_exec(holder, "BEGIN");
+	testhelp_sql_exec(holder, "LOCK TABLE test_sends IN ACCESS EXCLUSIVE MODE");
 	eraser = child_erase("pat@example.org");
 	wait_blocked(1);
 	signer = child_signup("news", "pat@example.org");
 	wait_blocked(2);        /* the sign-up waits for the subscriber's row */
-	exec_ok(holder, "COMMIT");
+	testhelp_sql_exec(holder, "COMMIT");
 	PQfinish(holder);
 	ck_assert_int_eq(child_status(eraser), 0);
 	srs = child_status(signer);
@@ -514,13 +460,13 @@ START_TEST(test_two_signups_one_new_address)
 	int ra, rb;
 
 	ck_assert_ptr_nonnull(holder = other_conn());
-	exec_ok(holder, "BEGIN");
-	exec_ok(holder, "LOCK TABLE notices IN EXCLUSIVE MODE");
+	testhelp_sql_exec(holder, "BEGIN");
+	testhelp_sql_exec(holder, "LOCK TABLE notices IN EXCLUSIVE MODE");
 	a = child_signup("news", "twin@example.org");
 	wait_blocked(1);        /* a: subscriber made, waits to queue */
 	b = child_signup("news", "twin@example.org");
 	wait_blocked(2);        /* b: waits for a's subscriber row */
-	exec_ok(holder, "COMMIT");
+	testhelp_sql_exec(holder, "COMMIT");
 	PQfinish(holder);
 	ra = child_status(a);
 	rb = child_status(b);
@@ -572,14 +518,14 @@ START_TEST(test_db_lost_after_relay_never_twice)
 	    " FROM pg_stat_activity WHERE datname = current_database()"
 	    " AND pid <> pg_backend_pid()) t"), 1);
 	ck_assert_int_eq(child_status(sender), 1);
-	ck_assert_ptr_nonnull(m = message(1));
+	ck_assert_ptr_nonnull(m = testhelp_smtpd_message(w.smtp_dir, 1));
 	free(m);
 	ck_assert_int_eq(count("SELECT count(*) FROM notices WHERE state = 'sending'"),
 	    1);
 	ck_assert_msg(sender_reap_orphans(conn, &reaped, &err) == 0, "%s", err.msg);
 	ck_assert_int_eq(reaped, 1);
 	run_sender();
-	ck_assert_ptr_null(message(2));
+	ck_assert_ptr_null(testhelp_smtpd_message(w.smtp_dir, 2));
 	ck_assert_int_eq(count("SELECT count(*) FROM notices WHERE state = 'unknown'"),
 	    1);
 }

@@ -7,7 +7,6 @@
  */
 #include <sys/types.h>
 #include <check.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,12 +47,8 @@ static struct {
 static int
 daemon_run(const char *http_extra, bool expect_exit)
 {
-	const char *argv[] = { getenv("ASSENTD_BIN"), "-f", "-c", NULL, NULL };
-	char *extra, *text, *at, *out;
-	long deadline;
-	FILE *f;
+	char *extra, *setting;
 
-	ck_assert_msg(argv[0] != NULL, "ASSENTD_BIN is not set");
 	w.port = testhelp_free_port();
 	extra = xasprintf("tokens = { keys_file = \"%s\"; };\n"
 	    "sender = { organisation = \"Club & Co\"; from = \"club@example.org\";"
@@ -61,32 +56,19 @@ daemon_run(const char *http_extra, bool expect_exit)
 	    " postal_address = \"1 Club Road\"; };\n", w.keys_path);
 	w.conf = testhelp_write_conf(testhelp_dsn, w.port, extra);
 	free(extra);
-	text = testhelp_file_read(w.conf);
-	ck_assert((at = strstr(text, "admin_port = 0;")) != NULL);
-	out = xasprintf("%.*s%s admin_port = %d;%s", (int)(at - text), text,
-	    http_extra != NULL ? http_extra : "", w.admin_port,
-	    at + strlen("admin_port = 0;"));
-	ck_assert((f = fopen(w.conf, "w")) != NULL);
-	fputs(out, f);
-	fclose(f);
-	free(out);
-	free(text);
-	argv[3] = w.conf;
+	setting = xasprintf("%s admin_port = %d;",
+	    http_extra != NULL ? http_extra : "", w.admin_port);
+	testhelp_file_replace(w.conf, "admin_port = 0;", setting);
+	free(setting);
 	w.log = xasprintf("%s.log", w.conf);
-	w.pid = testhelp_spawn(argv, w.log);
+	w.pid = testhelp_assentd_spawn(w.conf, "-f", w.log);
 	if (expect_exit) {
 		int status = testhelp_wait_exit(w.pid, READY_MS);
 
 		w.pid = 0;
 		return status;
 	}
-	deadline = testhelp_now_ms() + READY_MS;
-	while (!testhelp_port_accepts(w.port)) {
-		ck_assert_msg(testhelp_wait_exit(w.pid, 0) == -1,
-		    "assentd exited:\n%s", testhelp_file_read(w.log));
-		ck_assert_msg(testhelp_now_ms() < deadline, "assentd never listened");
-		testhelp_sleep_ms(10);
-	}
+	testhelp_assentd_wait_listen(w.pid, w.port, w.log);
 	return 0;
 }
 
@@ -99,18 +81,9 @@ daemon_start(void)
 static void
 daemon_stop(void)
 {
-	int status;
-
-	if (w.pid <= 0)
-		return;
-	kill(w.pid, SIGTERM);
-	if ((status = testhelp_wait_exit(w.pid, 10000)) == -1) {
-		kill(w.pid, SIGKILL);
-		testhelp_wait_exit(w.pid, 5000);
-	}
+	if (w.pid > 0)
+		testhelp_assentd_stop(w.pid, w.log);
 	w.pid = 0;
-	ck_assert_msg(status == 0, "assentd: status %d; log:\n%s", status,
-	    testhelp_file_read(w.log));
 }
 
 /* The configuration's files, for a daemon started again. */
@@ -119,10 +92,7 @@ daemon_files_remove(void)
 {
 	if (w.conf == NULL)
 		return;
-	unlink(w.log);
-	unlink(w.conf);
-	*strrchr(w.conf, '/') = '\0';
-	rmdir(w.conf);
+	testhelp_conf_remove(w.conf, w.log);
 	free(w.conf);
 	free(w.log);
 	w.conf = w.log = NULL;
@@ -166,20 +136,6 @@ signup(const char *list, const char *email, const char *more)
 	return r;
 }
 
-static void
-assert_has(const struct testhelp_http_reply *r, const char *needle)
-{
-	ck_assert_msg(strstr(r->body, needle) != NULL, "no \"%s\" in:\n%s",
-	    needle, r->raw);
-}
-
-static void
-assert_lacks(const struct testhelp_http_reply *r, const char *needle)
-{
-	ck_assert_msg(strstr(r->raw, needle) == NULL, "\"%s\" in:\n%s", needle,
-	    r->raw);
-}
-
 /* The response without its Date header: what two answers must share. */
 static char *
 sans_date(const struct testhelp_http_reply *r)
@@ -197,39 +153,6 @@ count(const char *sql)
 	return testhelp_query_long(conn, sql);
 }
 
-static char *
-query_text(const char *sql)
-{
-	PGresult *res = PQexec(conn, sql);
-	char *s;
-
-	ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "%s: %s", sql,
-	    PQerrorMessage(conn));
-	s = xstrdup(PQntuples(res) > 0 ? PQgetvalue(res, 0, 0) : "");
-	PQclear(res);
-	return s;
-}
-
-static void
-assert_text(const char *sql, const char *want)
-{
-	char *got = query_text(sql);
-
-	ck_assert_msg(strcmp(got, want) == 0, "%s: \"%s\", not \"%s\"", sql, got,
-	    want);
-	free(got);
-}
-
-static void
-sql(const char *statement)
-{
-	PGresult *res = PQexec(conn, statement);
-
-	ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK, "%s: %s",
-	    statement, PQerrorMessage(conn));
-	PQclear(res);
-}
-
 /* ---- fixture ------------------------------------------------------------------ */
 
 static void
@@ -241,8 +164,7 @@ setup(void)
 	memset(&w, 0, sizeof(w));
 	strcpy(w.dir, "/tmp/assent-signup-XXXXXX");
 	ck_assert(mkdtemp(w.dir) != NULL);
-	w.keys_path = xasprintf("%s/keys.conf", w.dir);
-	ck_assert_msg(keys_generate(w.keys_path, &err) == 0, "%s", err.msg);
+	testhelp_keys_make(w.dir, &w.keys_path, NULL, NULL, NULL);
 	ck_assert_msg(consent_text_add(conn, "v1", WORDING, strlen(WORDING), NULL,
 	    "tester", NULL, &err) == 0, "%s", err.msg);
 	ck_assert_msg(consent_text_add(conn, "v0", "old words", 9, NULL,
@@ -251,12 +173,13 @@ setup(void)
 	    &err), 0);
 	ck_assert_int_eq(lists_create(conn, "news", NULL, false, &err), 0);
 	ck_assert_int_eq(lists_create(conn, "closed", NULL, true, &err), 0);
-	sql("UPDATE lists SET form_consent_text = 'v1', form_attrs = '{city}'"
-	    " WHERE name IN ('club', 'news')");
+	testhelp_sql_exec(conn, "UPDATE lists SET form_consent_text = 'v1',"
+	    " form_attrs = '{city}' WHERE name IN ('club', 'news')");
 	/* bob is on the club already (confirmed before it became double
 	 * opt-in), dan is suppressed */
 	testhelp_subscribe(conn, "bob@example.org", NULL, "club");
-	sql("UPDATE lists SET double_optin = true WHERE name = 'club'");
+	testhelp_sql_exec(conn, "UPDATE lists SET double_optin = true"
+	    " WHERE name = 'club'");
 	{
 		struct suppress_new n = { .reason = "manual", .source = "test",
 		    .added_by = "tester" };
@@ -299,19 +222,23 @@ START_TEST(test_form_page)
 	daemon_start();
 	r = http("GET", "/s/club", NULL, NULL);
 	ck_assert_int_eq(r.status, 200);
-	assert_has(&r, "<title>Subscribe to club</title>");
-	assert_has(&r, "<p>Weekly &lt;club&gt; news</p>");
-	assert_has(&r, "<p>I agree to get the club&#39;s news &lt;weekly&gt; "
+	testhelp_http_assert_has(&r, "<title>Subscribe to club</title>");
+	testhelp_http_assert_has(&r, "<p>Weekly &lt;club&gt; news</p>");
+	testhelp_http_assert_has(&r,
+	    "<p>I agree to get the club&#39;s news &lt;weekly&gt; "
 	    "&amp; offers.<br>\nYou can leave at any time.</p>\n"
 	    "<p>Second paragraph.</p>");
-	assert_has(&r, "<input type=\"hidden\" name=\"consent_text\" value=\"v1\">");
-	assert_has(&r, "name=\"email\"");
-	assert_has(&r, "name=\"name\"");
-	assert_has(&r, "name=\"attr.city\"");
-	assert_has(&r, "name=\"website\" value=\"\" autocomplete=\"off\" "
+	testhelp_http_assert_has(&r,
+	    "<input type=\"hidden\" name=\"consent_text\" value=\"v1\">");
+	testhelp_http_assert_has(&r, "name=\"email\"");
+	testhelp_http_assert_has(&r, "name=\"name\"");
+	testhelp_http_assert_has(&r, "name=\"attr.city\"");
+	testhelp_http_assert_has(&r,
+	    "name=\"website\" value=\"\" autocomplete=\"off\" "
 	    "tabindex=\"-1\"");
-	assert_has(&r, "<button type=\"submit\">Subscribe</button>");
-	assert_lacks(&r, "<script");
+	testhelp_http_assert_has(&r,
+	    "<button type=\"submit\">Subscribe</button>");
+	testhelp_http_assert_lacks(&r, "<script");
 	free(r.raw);
 	nf = http("GET", "/s/nosuch", NULL, NULL);
 	for (size_t i = 0; i < sizeof(missing) / sizeof(missing[0]); i++) {
@@ -355,19 +282,21 @@ START_TEST(test_signup_double_optin)
 	daemon_start();
 	r = http("POST", "/s/club", encodings[_i].headers, encodings[_i].body);
 	ck_assert_int_eq(r.status, 200);
-	assert_has(&r, "<title>Check your inbox</title>");
-	assert_has(&r, "to confirm your subscription to club.");
-	assert_lacks(&r, "xample.org");
+	testhelp_http_assert_has(&r, "<title>Check your inbox</title>");
+	testhelp_http_assert_has(&r, "to confirm your subscription to club.");
+	testhelp_http_assert_lacks(&r, "xample.org");
 	free(r.raw);
-	assert_text("SELECT s.status FROM subscriptions s JOIN subscribers p"
-	    " ON p.id = s.subscriber_id WHERE p.email_key = 'ann@example.org'",
+	testhelp_assert_text(conn, "SELECT s.status FROM subscriptions s"
+	    " JOIN subscribers p ON p.id = s.subscriber_id"
+	    " WHERE p.email_key = 'ann@example.org'",
 	    "pending");
-	assert_text("SELECT channel || '|' || action || '|' || host(ip) || '|' ||"
-	    " user_agent || '|' || page || '|' || consent_text_version"
+	testhelp_assert_text(conn, "SELECT channel || '|' || action || '|'"
+	    " || host(ip) || '|' || user_agent || '|' || page || '|'"
+	    " || consent_text_version"
 	    " FROM ledger e JOIN subscribers p ON p.id = e.subscriber_id"
 	    " WHERE p.email_key = 'ann@example.org'",
 	    "web|subscribe|127.0.0.1|" UA "|" FORM_ID "|v1");
-	assert_text("SELECT attrs->>'city' FROM subscribers"
+	testhelp_assert_text(conn, "SELECT attrs->>'city' FROM subscribers"
 	    " WHERE email_key = 'ann@example.org'", "Ghent");
 	ck_assert_int_eq(count("SELECT count(*) FROM notices n JOIN subscribers p"
 	    " ON p.id = n.subscriber_id WHERE p.email_key = 'ann@example.org'"
@@ -385,11 +314,11 @@ START_TEST(test_signup_single_optin_referer)
 	    "Referer: https://blog.example.net/post?a=1\r\n",
 	    "email=eve%40example.org&consent_text=v1");
 	ck_assert_int_eq(r.status, 200);
-	assert_has(&r, "<title>You are subscribed</title>");
-	assert_has(&r, "Thank you for subscribing to news.");
+	testhelp_http_assert_has(&r, "<title>You are subscribed</title>");
+	testhelp_http_assert_has(&r, "Thank you for subscribing to news.");
 	free(r.raw);
-	assert_text("SELECT s.status || '|' || e.page FROM subscriptions s"
-	    " JOIN subscribers p ON p.id = s.subscriber_id"
+	testhelp_assert_text(conn, "SELECT s.status || '|' || e.page"
+	    " FROM subscriptions s JOIN subscribers p ON p.id = s.subscriber_id"
 	    " JOIN ledger e ON e.subscriber_id = p.id"
 	    " WHERE p.email_key = 'eve@example.org'",
 	    "confirmed|https://blog.example.net/post?a=1");
@@ -429,8 +358,9 @@ START_TEST(test_same_answer)
 	ck_assert_int_eq(count("SELECT count(*) FROM subscribers"
 	    " WHERE email_key = 'zed@example.org'"), 0);
 	/* bob stays confirmed with no new event; dan gets nothing */
-	assert_text("SELECT s.status FROM subscriptions s JOIN subscribers p"
-	    " ON p.id = s.subscriber_id WHERE p.email_key = 'bob@example.org'",
+	testhelp_assert_text(conn, "SELECT s.status FROM subscriptions s"
+	    " JOIN subscribers p ON p.id = s.subscriber_id"
+	    " WHERE p.email_key = 'bob@example.org'",
 	    "confirmed");
 	ck_assert_int_eq(count("SELECT count(*) FROM ledger e JOIN subscribers p"
 	    " ON p.id = e.subscriber_id WHERE p.email_key = 'bob@example.org'"
@@ -468,8 +398,8 @@ START_TEST(test_refusals)
 	ck_assert_msg(r.status == refusals[_i].status, "%s %s: %d\n%s",
 	    refusals[_i].path, refusals[_i].body, r.status, r.raw);
 	if (r.status == 400)
-		assert_has(&r, "<title>Not subscribed</title>");
-	assert_lacks(&r, "<script");
+		testhelp_http_assert_has(&r, "<title>Not subscribed</title>");
+	testhelp_http_assert_lacks(&r, "<script");
 	free(r.raw);
 	ck_assert_int_eq(count("SELECT count(*) FROM subscribers"
 	    " WHERE email_key = 'ann@example.org'"), 0);
@@ -493,7 +423,7 @@ START_TEST(test_rate_limit)
 			if (first_limited < 0)
 				first_limited = i;
 			ck_assert(testhelp_http_has_header(&r, "Retry-After", ""));
-			assert_has(&r, "Too many requests");
+			testhelp_http_assert_has(&r, "Too many requests");
 		}
 		free(r.raw);
 	}
@@ -503,11 +433,14 @@ START_TEST(test_rate_limit)
 	free(r.raw);
 	r = testhelp_http(w.admin_port, "GET", "/metrics", NULL, NULL);
 	ck_assert_int_eq(r.status, 200);
-	assert_has(&r, "assent_signup_rate_limited_total 4\n");
-	assert_has(&r, "assent_signups_total{outcome=\"refused\"} 10\n");
-	assert_has(&r, "assent_http_requests_total{route=\"subscribe\","
+	testhelp_http_assert_has(&r, "assent_signup_rate_limited_total 4\n");
+	testhelp_http_assert_has(&r,
+	    "assent_signups_total{outcome=\"refused\"} 10\n");
+	testhelp_http_assert_has(&r,
+	    "assent_http_requests_total{route=\"subscribe\","
 	    "status=\"429\"} 4\n");
-	assert_has(&r, "assent_http_requests_total{route=\"subscribe\","
+	testhelp_http_assert_has(&r,
+	    "assent_http_requests_total{route=\"subscribe\","
 	    "status=\"200\"} 1\n");
 	free(r.raw);
 }
@@ -523,10 +456,13 @@ START_TEST(test_metrics_outcomes)
 	free(signup("club", "bob%40example.org", "").raw);
 	free(signup("club", "zed%40example.org", "x").raw);
 	r = testhelp_http(w.admin_port, "GET", "/metrics", NULL, NULL);
-	assert_has(&r, "assent_signups_total{outcome=\"pending\"} 1\n");
-	assert_has(&r, "assent_signups_total{outcome=\"quiet\"} 1\n");
-	assert_has(&r, "assent_signup_honeypot_total 1\n");
-	assert_has(&r, "assent_http_requests_total{route=\"subscribe\","
+	testhelp_http_assert_has(&r,
+	    "assent_signups_total{outcome=\"pending\"} 1\n");
+	testhelp_http_assert_has(&r,
+	    "assent_signups_total{outcome=\"quiet\"} 1\n");
+	testhelp_http_assert_has(&r, "assent_signup_honeypot_total 1\n");
+	testhelp_http_assert_has(&r,
+	    "assent_http_requests_total{route=\"subscribe\","
 	    "status=\"200\"} 3\n");
 	free(r.raw);
 	/* the confirmation request, through the test SMTP sink when there
@@ -560,7 +496,7 @@ START_TEST(test_body_cap)
 	daemon_start();
 	r = http("POST", "/s/club", FORM_URLENC, big);
 	ck_assert_int_eq(r.status, 413);
-	assert_has(&r, "The request was too large.");
+	testhelp_http_assert_has(&r, "The request was too large.");
 	free(r.raw);
 	ck_assert_int_eq(count("SELECT count(*) FROM subscribers"), 1);
 	free(big);
@@ -587,8 +523,8 @@ START_TEST(test_duplicate_fields)
 	daemon_start();
 	r = http("POST", "/s/club", FORM_URLENC, duplicates[_i]);
 	ck_assert_msg(r.status == 400, "%s: %d", duplicates[_i], r.status);
-	assert_has(&r, "<title>Not subscribed</title>");
-	assert_has(&r, "more than once");
+	testhelp_http_assert_has(&r, "<title>Not subscribed</title>");
+	testhelp_http_assert_has(&r, "more than once");
 	free(r.raw);
 	ck_assert_int_eq(count("SELECT count(*) FROM subscribers"
 	    " WHERE email_key IN ('ann@example.org', 'eve@example.org')"), 0);
@@ -633,7 +569,7 @@ START_TEST(test_broken_bodies)
 	r = http("POST", "/s/club", broken_bodies[_i].headers,
 	    broken_bodies[_i].body);
 	ck_assert_msg(r.status == 400, "case %d: %d\n%s", _i, r.status, r.raw);
-	assert_has(&r, "<title>Not subscribed</title>");
+	testhelp_http_assert_has(&r, "<title>Not subscribed</title>");
 	free(r.raw);
 	ck_assert_int_eq(count("SELECT count(*) FROM subscribers"
 	    " WHERE email_key = 'ann@example.org'"), 0);
@@ -666,7 +602,7 @@ START_TEST(test_oversized_parts)
 	    filler);
 	r = http("POST", "/s/club", FORM_URLENC, body);
 	ck_assert_msg(r.status == 400, "field name: %d", r.status);
-	assert_lacks(&r, filler);
+	testhelp_http_assert_lacks(&r, filler);
 	free(r.raw);
 	free(body);
 	buf_init(&b);
@@ -719,8 +655,9 @@ START_TEST(test_evidence_no_oracle)
 		free(r.raw);
 		free(body);
 	}
-	assert_text("SELECT s.status FROM subscriptions s JOIN subscribers p"
-	    " ON p.id = s.subscriber_id WHERE p.email_key = 'ann@example.org'",
+	testhelp_assert_text(conn, "SELECT s.status FROM subscriptions s"
+	    " JOIN subscribers p ON p.id = s.subscriber_id"
+	    " WHERE p.email_key = 'ann@example.org'",
 	    "pending");
 	free(want);
 }
@@ -831,25 +768,26 @@ START_TEST(test_html_escaped)
 
 	ck_assert_msg(consent_text_add(conn, "v2", "<iframe src=//evil>", 19,
 	    NULL, "tester", NULL, &err) == 0, "%s", err.msg);
-	sql("UPDATE lists SET description = '</p><script>alert(1)</script>',"
+	testhelp_sql_exec(conn, "UPDATE lists"
+	    " SET description = '</p><script>alert(1)</script>',"
 	    " form_consent_text = 'v2' WHERE name = 'news'");
 	daemon_start();
 	r = http("GET", "/s/news", NULL, NULL);
 	ck_assert_int_eq(r.status, 200);
-	assert_lacks(&r, "<script");
-	assert_lacks(&r, "<iframe");
-	assert_has(&r, "&lt;iframe src=//evil&gt;");
-	assert_has(&r, "&lt;script&gt;");
+	testhelp_http_assert_lacks(&r, "<script");
+	testhelp_http_assert_lacks(&r, "<iframe");
+	testhelp_http_assert_has(&r, "&lt;iframe src=//evil&gt;");
+	testhelp_http_assert_has(&r, "&lt;script&gt;");
 	free(r.raw);
 	r = http("POST", "/s/news", FORM_URLENC, "email=ann%40example.org"
 	    "&consent_text=v2&attr.%3Cscript%3E=1");
 	ck_assert_int_eq(r.status, 400);
-	assert_lacks(&r, "<script");
+	testhelp_http_assert_lacks(&r, "<script");
 	free(r.raw);
 	r = http("POST", "/s/news", FORM_URLENC,
 	    "email=%3Cscript%3E%40example.org&consent_text=v2");
 	ck_assert_int_eq(r.status, 400);
-	assert_lacks(&r, "<script");
+	testhelp_http_assert_lacks(&r, "<script");
 	free(r.raw);
 }
 END_TEST
@@ -895,13 +833,15 @@ START_TEST(test_form_html5)
 	ck_assert_int_eq(r.status, 200);
 	ck_assert_msg(strncmp(r.body, "<!DOCTYPE html>\n<html lang=\"", 27) == 0,
 	    "%s", r.body);
-	assert_has(&r, "<meta charset=\"utf-8\">");
-	assert_has(&r, "<form method=\"post\">");
-	assert_has(&r, "<input type=\"email\" id=\"email\" name=\"email\" "
+	testhelp_http_assert_has(&r, "<meta charset=\"utf-8\">");
+	testhelp_http_assert_has(&r, "<form method=\"post\">");
+	testhelp_http_assert_has(&r,
+	    "<input type=\"email\" id=\"email\" name=\"email\" "
 	    "required");
-	assert_has(&r, "<button type=\"submit\">");
-	assert_lacks(&r, "<script");
-	assert_lacks(&r, " on");        /* no event handler attribute */
+	testhelp_http_assert_has(&r, "<button type=\"submit\">");
+	testhelp_http_assert_lacks(&r, "<script");
+	testhelp_http_assert_lacks(&r,
+	    " on");        /* no event handler attribute */
 	assert_ids_unique(r.body);
 	ck_assert(testhelp_http_has_header(&r, "Content-Type",
 	    "text/html; charset=utf-8"));
@@ -942,11 +882,13 @@ START_TEST(test_page_template)
 	/* our error pages too */
 	r = http("GET", "/nowhere", NULL, NULL);
 	ck_assert_int_eq(r.status, 404);
-	assert_has(&r, "<title>Not found | Club &amp; Co</title>");
+	testhelp_http_assert_has(&r,
+	    "<title>Not found | Club &amp; Co</title>");
 	free(r.raw);
 	r = http("GET", "/u/not-a-token", NULL, NULL);
 	ck_assert_int_eq(r.status, 400);
-	assert_has(&r, "<title>Link not valid | Club &amp; Co</title>");
+	testhelp_http_assert_has(&r,
+	    "<title>Link not valid | Club &amp; Co</title>");
 	free(r.raw);
 	unlink(path);
 	free(setting);

@@ -8,7 +8,6 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,67 +55,15 @@ make_tmpdir(char *dir, size_t size)
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 }
 
-/* Wait for the line "ready" on fd (10 s at most). */
-static void
-wait_ready(int fd)
-{
-	char buf[64];
-	size_t got = 0;
-	struct pollfd pfd = { .fd = fd, .events = POLLIN };
-	ssize_t r;
-
-	while (got < sizeof(buf) - 1) {
-		ck_assert_msg(poll(&pfd, 1, 10000) == 1, "smtpd.py not ready");
-		r = read(fd, buf + got, sizeof(buf) - 1 - got);
-		ck_assert_msg(r > 0, "smtpd.py exited before it was ready");
-		got += (size_t)r;
-		buf[got] = '\0';
-		if (strstr(buf, "ready\n") != NULL)
-			return;
-	}
-	ck_abort_msg("smtpd.py said %s", buf);
-}
-
 /* Start smtpd.py on a free port with a fresh directory; extra is a
  * NULL-terminated list of more arguments (may be NULL). The server dies
- * with this test's process (PR_SET_PDEATHSIG), even if a check fails
- * before teardown. */
+ * with this test's process, even if a check fails before teardown. */
 static void
 server_start(struct server *s, const char *const *extra)
 {
-	const char *srcdir = getenv("ASSENT_SRCDIR");
-	char script[512], port[16];
-	const char *argv[32];
-	int p[2], n = 0;
-
 	make_tmpdir(s->dir, sizeof(s->dir));
 	s->port = testhelp_free_port();
-	snprintf(port, sizeof(port), "%d", s->port);
-	snprintf(script, sizeof(script), "%s/tests/harness/smtpd.py",
-	    srcdir != NULL ? srcdir : ".");
-	argv[n++] = PYTHON;
-	argv[n++] = script;
-	argv[n++] = "--port";
-	argv[n++] = port;
-	argv[n++] = "--dir";
-	argv[n++] = s->dir;
-	while (extra != NULL && *extra != NULL && n < 30)
-		argv[n++] = *extra++;
-	argv[n] = NULL;
-	ck_assert_int_eq(pipe(p), 0);
-	s->pid = fork();
-	ck_assert_int_ne(s->pid, -1);
-	if (s->pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGTERM);
-		dup2(p[1], 1);
-		close(p[0]);
-		close(p[1]);
-		execv(PYTHON, (char *const *)argv);
-		_exit(127);
-	}
-	close(p[1]);
-	wait_ready(p[0]);
-	close(p[0]);
+	s->pid = testhelp_smtpd_start(s->dir, s->port, extra);
 }
 
 static void
@@ -131,8 +78,7 @@ static void
 server_stop(struct server *s)
 {
 	if (s->pid > 0) {
-		kill(s->pid, SIGTERM);
-		waitpid(s->pid, NULL, 0);
+		testhelp_smtpd_stop(s->pid);
 		s->pid = 0;
 		rmtree(s->dir);
 	}
@@ -178,11 +124,8 @@ slurp(const char *path, size_t *len_r)
 static char *
 log_line(const char *dir, const char *with, int which)
 {
-	char path[128], *log, *line, *next, *found = NULL;
+	char *log = testhelp_smtpd_log(dir), *line, *next, *found = NULL;
 
-	snprintf(path, sizeof(path), "%s/log.jsonl", dir);
-	if ((log = slurp(path, NULL)) == NULL)
-		return NULL;
 	for (line = log; *line != '\0' && found == NULL; line = next) {
 		next = strchr(line, '\n');
 		next = next != NULL ? next + 1 : line + strlen(line);

@@ -10,7 +10,6 @@
 #include <sys/wait.h>
 #include <check.h>
 #include <inttypes.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +27,6 @@
 #define conn testhelp_conn
 
 #define TEST_TIMEOUT   60      /* seconds per test */
-#define READY_MS       10000
 #define ORGANISATION   "Smith & Sons <News>"
 #define ONE_CLICK      "List-Unsubscribe=One-Click"
 #define FORM_URLENC    "Content-Type: application/x-www-form-urlencoded\r\n"
@@ -54,41 +52,6 @@ count(const char *sql)
 	return testhelp_query_long(conn, sql);
 }
 
-/* The first column of the first row of sql as a fresh string ("" when
- * there is no row). */
-static char *
-query_text(const char *sql)
-{
-	PGresult *res = PQexec(conn, sql);
-	char *s;
-
-	ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "%s: %s", sql,
-	    PQerrorMessage(conn));
-	s = xstrdup(PQntuples(res) > 0 ? PQgetvalue(res, 0, 0) : "");
-	PQclear(res);
-	return s;
-}
-
-static void
-assert_text(const char *sql, const char *want)
-{
-	char *got = query_text(sql);
-
-	ck_assert_msg(strcmp(got, want) == 0, "%s: \"%s\", not \"%s\"", sql, got,
-	    want);
-	free(got);
-}
-
-static void
-sql_exec(const char *statement)
-{
-	PGresult *res = PQexec(conn, statement);
-
-	ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK, "%s: %s",
-	    statement, PQerrorMessage(conn));
-	PQclear(res);
-}
-
 /* The status of email's subscription to name. */
 static void
 assert_status(const char *email, const char *name, const char *want)
@@ -98,7 +61,7 @@ assert_status(const char *email, const char *name, const char *want)
 	    " JOIN lists l ON l.id = s.list_id"
 	    " WHERE p.email_key = '%s' AND l.name = '%s'", email, name);
 
-	assert_text(sql, want);
+	testhelp_assert_text(conn, sql, want);
 	free(sql);
 }
 
@@ -145,12 +108,8 @@ confirm_link(const char *email, const char *list_name, int64_t issued)
 static void
 daemon_start(const char *proxies, const char *keys)
 {
-	const char *argv[] = { getenv("ASSENTD_BIN"), "-f", "-c", NULL, NULL };
-	char *extra, *text, *at, *out;
-	long deadline;
-	FILE *f;
+	char *extra, *setting;
 
-	ck_assert_msg(argv[0] != NULL, "ASSENTD_BIN is not set");
 	w.port = testhelp_free_port();
 	extra = xasprintf("tokens = { keys_file = \"%s\"; };\n"
 	    "sender = { organisation = \"%s\"; };\n",
@@ -159,58 +118,27 @@ daemon_start(const char *proxies, const char *keys)
 	free(extra);
 	if (proxies != NULL) {
 		/* testhelp_write_conf() owns the http group: add to it. */
-		text = testhelp_file_read(w.conf);
-		ck_assert((at = strstr(text, "listen = ")) != NULL);
-		out = xasprintf("%.*strusted_proxies = \"%s\"; %s",
-		    (int)(at - text), text, proxies, at);
-		ck_assert((f = fopen(w.conf, "w")) != NULL);
-		fputs(out, f);
-		fclose(f);
-		free(out);
-		free(text);
+		setting = xasprintf("trusted_proxies = \"%s\"; listen = ",
+		    proxies);
+		testhelp_file_replace(w.conf, "listen = ", setting);
+		free(setting);
 	}
 	if (w.admin_port != 0) {
-		char admin[48];
-
-		text = testhelp_file_read(w.conf);
-		ck_assert((at = strstr(text, "admin_port = 0;")) != NULL);
-		snprintf(admin, sizeof(admin), "admin_port = %d;", w.admin_port);
-		out = xasprintf("%.*s%s%s", (int)(at - text), text, admin,
-		    at + strlen("admin_port = 0;"));
-		ck_assert((f = fopen(w.conf, "w")) != NULL);
-		fputs(out, f);
-		fclose(f);
-		free(out);
-		free(text);
+		setting = xasprintf("admin_port = %d;", w.admin_port);
+		testhelp_file_replace(w.conf, "admin_port = 0;", setting);
+		free(setting);
 	}
-	argv[3] = w.conf;
 	w.log = xasprintf("%s.log", w.conf);
-	w.pid = testhelp_spawn(argv, w.log);
-	deadline = testhelp_now_ms() + READY_MS;
-	while (!testhelp_port_accepts(w.port)) {
-		ck_assert_msg(testhelp_wait_exit(w.pid, 0) == -1,
-		    "assentd exited:\n%s", testhelp_file_read(w.log));
-		ck_assert_msg(testhelp_now_ms() < deadline, "assentd never listened");
-		testhelp_sleep_ms(10);
-	}
+	w.pid = testhelp_assentd_spawn(w.conf, "-f", w.log);
+	testhelp_assentd_wait_listen(w.pid, w.port, w.log);
 }
 
-/* SIGTERM; it must exit 0 (under the sanitizers: without a finding). */
 static void
 daemon_stop(void)
 {
-	int status;
-
-	if (w.pid <= 0)
-		return;
-	kill(w.pid, SIGTERM);
-	if ((status = testhelp_wait_exit(w.pid, 10000)) == -1) {
-		kill(w.pid, SIGKILL);
-		testhelp_wait_exit(w.pid, 5000);
-	}
+	if (w.pid > 0)
+		testhelp_assentd_stop(w.pid, w.log);
 	w.pid = 0;
-	ck_assert_msg(status == 0, "assentd: status %d; log:\n%s", status,
-	    testhelp_file_read(w.log));
 }
 
 /* The files a passing test made (a failing one leaves them, and its
@@ -220,12 +148,8 @@ files_remove(void)
 {
 	char *path;
 
-	if (w.conf != NULL) {
-		unlink(w.log);
-		unlink(w.conf);
-		*strrchr(w.conf, '/') = '\0';
-		rmdir(w.conf);
-	}
+	if (w.conf != NULL)
+		testhelp_conf_remove(w.conf, w.log);
 	unlink(w.keys_path);
 	path = xasprintf("%s.lock", w.keys_path);
 	unlink(path);
@@ -254,20 +178,6 @@ one_click(const char *path)
 	return http("POST", path, FORM_URLENC UA_HEADER, ONE_CLICK);
 }
 
-static void
-assert_has(const struct testhelp_http_reply *r, const char *needle)
-{
-	ck_assert_msg(strstr(r->body, needle) != NULL, "no \"%s\" in:\n%s",
-	    needle, r->raw);
-}
-
-static void
-assert_lacks(const struct testhelp_http_reply *r, const char *needle)
-{
-	ck_assert_msg(strstr(r->raw, needle) == NULL, "\"%s\" in:\n%s", needle,
-	    r->raw);
-}
-
 /* ---- fixture ------------------------------------------------------------------- */
 
 static void
@@ -279,11 +189,7 @@ setup(void)
 	memset(&w, 0, sizeof(w));
 	strcpy(w.dir, "/tmp/assent-web-XXXXXX");
 	ck_assert(mkdtemp(w.dir) != NULL);
-	w.keys_path = xasprintf("%s/keys.conf", w.dir);
-	ck_assert_msg(keys_generate(w.keys_path, &err) == 0, "%s", err.msg);
-	ck_assert_msg(keys_load(w.keys_path, &w.keys, &err) == 0, "%s", err.msg);
-	ck_assert_msg(token_signer_new(w.keys, &w.signer, &err) == 0, "%s",
-	    err.msg);
+	testhelp_keys_make(w.dir, &w.keys_path, &w.keys, NULL, &w.signer);
 	ck_assert_int_eq(lists_create(conn, "news", NULL, false, &err), 0);
 	ck_assert_int_eq(lists_create(conn, "offers", NULL, false, &err), 0);
 	ck_assert_int_eq(lists_create(conn, "club", NULL, true, &err), 0);
@@ -317,14 +223,16 @@ START_TEST(test_get_changes_nothing)
 	daemon_start(NULL, NULL);
 	r = http("GET", u, UA_HEADER, NULL);
 	ck_assert_int_eq(r.status, 200);
-	assert_has(&r, "Leave the list news?");
-	assert_has(&r, "name=\"scope\" value=\"list\">Leave news</button>");
-	assert_has(&r, "name=\"scope\" value=\"all\">Leave everything from ");
+	testhelp_http_assert_has(&r, "Leave the list news?");
+	testhelp_http_assert_has(&r,
+	    "name=\"scope\" value=\"list\">Leave news</button>");
+	testhelp_http_assert_has(&r,
+	    "name=\"scope\" value=\"all\">Leave everything from ");
 	action = xasprintf("<form method=\"post\" action=\"%s\">", u + 3);
-	assert_has(&r, action);
-	assert_lacks(&r, "ann@example.org");
-	assert_lacks(&r, "example.org");
-	assert_lacks(&r, "Set-Cookie");
+	testhelp_http_assert_has(&r, action);
+	testhelp_http_assert_lacks(&r, "ann@example.org");
+	testhelp_http_assert_lacks(&r, "example.org");
+	testhelp_http_assert_lacks(&r, "Set-Cookie");
 	ck_assert(testhelp_http_has_header(&r, "Content-Type",
 	    "text/html; charset=utf-8"));
 	ck_assert(testhelp_http_has_header(&r, "Content-Security-Policy",
@@ -366,12 +274,12 @@ START_TEST(test_one_click_urlencoded)
 	daemon_start(NULL, NULL);
 	r = one_click(u);
 	ck_assert_int_eq(r.status, 200);
-	assert_has(&r, "You will get no more mail from news.");
-	assert_lacks(&r, "ann@example.org");
+	testhelp_http_assert_has(&r, "You will get no more mail from news.");
+	testhelp_http_assert_lacks(&r, "ann@example.org");
 	assert_status("ann@example.org", "news", "unsubscribed");
 	assert_status("ann@example.org", "offers", "confirmed");
-	assert_text("SELECT channel || ' ' || host(ip) || ' ' || user_agent"
-	    " FROM ledger WHERE action = 'unsubscribe'",
+	testhelp_assert_text(conn, "SELECT channel || ' ' || host(ip) || ' '"
+	    " || user_agent FROM ledger WHERE action = 'unsubscribe'",
 	    "one-click 127.0.0.1 " UA);
 	/* Again: the same page, nothing more recorded. */
 	again = one_click(u);
@@ -400,10 +308,10 @@ START_TEST(test_one_click_multipart)
 	    "One-Click\r\n"
 	    "--XyZzy42--\r\n");
 	ck_assert_int_eq(r.status, 200);
-	assert_has(&r, "You will get no more mail from news.");
+	testhelp_http_assert_has(&r, "You will get no more mail from news.");
 	assert_status("bob@example.org", "news", "unsubscribed");
-	assert_text("SELECT channel FROM ledger WHERE action = 'unsubscribe'",
-	    "one-click");
+	testhelp_assert_text(conn, "SELECT channel FROM ledger"
+	    " WHERE action = 'unsubscribe'", "one-click");
 	free(r.raw);
 	free(u);
 }
@@ -417,13 +325,14 @@ START_TEST(test_all_lists_token)
 	daemon_start(NULL, NULL);
 	r = http("GET", u, NULL, NULL);
 	ck_assert_int_eq(r.status, 200);
-	assert_has(&r, "value=\"all\">Leave everything from ");
-	assert_lacks(&r, "value=\"list\"");
+	testhelp_http_assert_has(&r, "value=\"all\">Leave everything from ");
+	testhelp_http_assert_lacks(&r, "value=\"list\"");
 	free(r.raw);
 	for (int i = 0; i < 2; i++) {
 		r = one_click(u);
 		ck_assert_int_eq(r.status, 200);
-		assert_has(&r, "You will get no more mail from Smith &amp; Sons "
+		testhelp_http_assert_has(&r,
+		    "You will get no more mail from Smith &amp; Sons "
 		    "&lt;News&gt;.");
 		free(r.raw);
 		assert_status("ann@example.org", "news", "unsubscribed");
@@ -446,31 +355,32 @@ START_TEST(test_form_scopes)
 	daemon_start(NULL, NULL);
 	r = http("POST", u, FORM_URLENC UA_HEADER, "scope=list");
 	ck_assert_int_eq(r.status, 200);
-	assert_has(&r, "You will get no more mail from news.");
+	testhelp_http_assert_has(&r, "You will get no more mail from news.");
 	free(r.raw);
 	assert_status("ann@example.org", "news", "unsubscribed");
 	assert_status("ann@example.org", "offers", "confirmed");
-	assert_text("SELECT channel FROM ledger WHERE action = 'unsubscribe'",
-	    "web");
+	testhelp_assert_text(conn, "SELECT channel FROM ledger"
+	    " WHERE action = 'unsubscribe'", "web");
 	ck_assert_int_eq(count("SELECT count(*) FROM suppressions"), 0);
 
 	/* Already off news: the page (which asks the database nothing)
 	 * still offers both; leaving news again changes nothing. */
 	r = http("GET", u, NULL, NULL);
 	ck_assert_int_eq(r.status, 200);
-	assert_has(&r, "Leave the list news?");
-	assert_has(&r, "value=\"all\"");
+	testhelp_http_assert_has(&r, "Leave the list news?");
+	testhelp_http_assert_has(&r, "value=\"all\"");
 	free(r.raw);
 	r = http("POST", u, FORM_URLENC, "scope=list");
 	ck_assert_int_eq(r.status, 200);
-	assert_has(&r, "You will get no more mail from news.");
+	testhelp_http_assert_has(&r, "You will get no more mail from news.");
 	free(r.raw);
 	ck_assert_int_eq(count("SELECT count(*) FROM ledger"
 	    " WHERE action = 'unsubscribe'"), 1);
 
 	r = http("POST", u, FORM_URLENC, "scope=all");
 	ck_assert_int_eq(r.status, 200);
-	assert_has(&r, "You will get no more mail from Smith &amp; Sons");
+	testhelp_http_assert_has(&r,
+	    "You will get no more mail from Smith &amp; Sons");
 	free(r.raw);
 	assert_status("ann@example.org", "offers", "unsubscribed");
 	ck_assert_int_eq(count("SELECT count(*) FROM suppressions"
@@ -562,10 +472,10 @@ START_TEST(test_bad_tokens)
 	daemon_start(NULL, NULL);
 	first = http("GET", tampered, NULL, NULL);
 	ck_assert_int_eq(first.status, 400);
-	assert_has(&first, "This link is not valid.");
-	assert_lacks(&first, "token");
-	assert_lacks(&first, "example.org");
-	assert_lacks(&first, "script");
+	testhelp_http_assert_has(&first, "This link is not valid.");
+	testhelp_http_assert_lacks(&first, "token");
+	testhelp_http_assert_lacks(&first, "example.org");
+	testhelp_http_assert_lacks(&first, "script");
 	ck_assert(testhelp_http_has_header(&first, "Content-Security-Policy",
 	    "default-src 'none'"));
 	for (size_t i = 0; i < n; i++) {
@@ -603,8 +513,9 @@ START_TEST(test_confirm_flow)
 	daemon_start(NULL, NULL);
 	r = http("GET", c, UA_HEADER, NULL);
 	ck_assert_int_eq(r.status, 200);
-	assert_has(&r, "value=\"yes\">Confirm my subscription to club</button>");
-	assert_lacks(&r, "cat@example.org");
+	testhelp_http_assert_has(&r,
+	    "value=\"yes\">Confirm my subscription to club</button>");
+	testhelp_http_assert_lacks(&r, "cat@example.org");
 	free(r.raw);
 	r = http("HEAD", c, NULL, NULL);
 	ck_assert_int_eq(r.status, 200);
@@ -614,22 +525,23 @@ START_TEST(test_confirm_flow)
 
 	r = http("POST", c, FORM_URLENC UA_HEADER, "confirm=yes");
 	ck_assert_int_eq(r.status, 200);
-	assert_has(&r, "Your subscription to club is confirmed.");
+	testhelp_http_assert_has(&r, "Your subscription to club is confirmed.");
 	free(r.raw);
 	assert_status("cat@example.org", "club", "confirmed");
-	assert_text("SELECT channel || ' ' || host(ip) || ' ' || user_agent"
-	    " FROM ledger WHERE action = 'confirm'",
+	testhelp_assert_text(conn, "SELECT channel || ' ' || host(ip) || ' '"
+	    " || user_agent FROM ledger WHERE action = 'confirm'",
 	    "confirm-link 127.0.0.1 " UA);
 	/* Again, and the page. */
 	r = http("POST", c, NULL, NULL);
 	ck_assert_int_eq(r.status, 200);
-	assert_has(&r, "Your subscription to club is confirmed already.");
+	testhelp_http_assert_has(&r,
+	    "Your subscription to club is confirmed already.");
 	free(r.raw);
 	/* The page asks the database nothing: the button is there, and
 	 * the page it leads to says how things are. */
 	r = http("GET", c, NULL, NULL);
 	ck_assert_int_eq(r.status, 200);
-	assert_has(&r, "Confirm my subscription to club");
+	testhelp_http_assert_has(&r, "Confirm my subscription to club");
 	free(r.raw);
 	ck_assert_int_eq(count("SELECT count(*) FROM ledger"
 	    " WHERE action = 'confirm'"), 1);
@@ -655,12 +567,13 @@ START_TEST(test_confirm_expired)
 	 * page, nothing done */
 	first = http("GET", c, UA_HEADER, NULL);
 	ck_assert_int_eq(first.status, 200);
-	assert_has(&first, "This confirmation link has expired.");
-	assert_has(&first, "If you still want mail from club");
-	assert_has(&first, action);
-	assert_has(&first, "name=\"resend\" value=\"1\">Send me a new link"
+	testhelp_http_assert_has(&first, "This confirmation link has expired.");
+	testhelp_http_assert_has(&first, "If you still want mail from club");
+	testhelp_http_assert_has(&first, action);
+	testhelp_http_assert_has(&first,
+	    "name=\"resend\" value=\"1\">Send me a new link"
 	    "</button>");
-	assert_lacks(&first, "cat@example.org");
+	testhelp_http_assert_lacks(&first, "cat@example.org");
 	r = http("HEAD", c, NULL, NULL);
 	ck_assert_int_eq(r.status, 200);
 	free(r.raw);
@@ -675,11 +588,14 @@ START_TEST(test_confirm_expired)
 	/* the button: a fresh confirmation request, and no confirmation
 	 * (the first one went out: one still queued would stand for it,
 	 * notice.h) */
-	sql_exec("UPDATE notices SET state = 'sending', sender_session = 1");
-	sql_exec("UPDATE notices SET state = 'sent', sent_at = now()");
+	testhelp_sql_exec(conn, "UPDATE notices SET state = 'sending',"
+	    " sender_session = 1");
+	testhelp_sql_exec(conn, "UPDATE notices SET state = 'sent',"
+	    " sent_at = now()");
 	r = http("POST", c, FORM_URLENC UA_HEADER, "resend=1");
 	ck_assert_int_eq(r.status, 200);
-	assert_has(&r, "If your subscription to club is still waiting to be "
+	testhelp_http_assert_has(&r,
+	    "If your subscription to club is still waiting to be "
 	    "confirmed, a new link is on its way");
 	free(r.raw);
 	assert_status("cat@example.org", "club", "pending");
@@ -695,7 +611,7 @@ START_TEST(test_confirm_expired)
 	for (int i = 0; i < 2; i++) {
 		r = http(i == 0 ? "GET" : "POST", forged, FORM_URLENC, "resend=1");
 		ck_assert_int_eq(r.status, 400);
-		assert_has(&r, "This link is not valid.");
+		testhelp_http_assert_has(&r, "This link is not valid.");
 		free(r.raw);
 	}
 	ck_assert_int_eq(count("SELECT count(*) FROM notices"), notices + 1);
@@ -720,7 +636,8 @@ START_TEST(test_confirm_expired_settled)
 	pending = http("POST", p, FORM_URLENC, "resend=1");
 	r = http("POST", c, FORM_URLENC, "resend=1");
 	ck_assert_int_eq(r.status, 200);
-	assert_has(&r, "If your subscription to news is still waiting");
+	testhelp_http_assert_has(&r,
+	    "If your subscription to news is still waiting");
 	free(r.raw);
 	assert_status("ann@example.org", "news", "confirmed");
 	ck_assert_int_eq(count("SELECT count(*) FROM notices n"
@@ -779,15 +696,15 @@ START_TEST(test_unknown_list_name)
 
 	daemon_start(NULL, NULL);
 	r = http("GET", n, NULL, NULL);         /* the table is loaded */
-	assert_has(&r, "Leave the list news?");
+	testhelp_http_assert_has(&r, "Leave the list news?");
 	free(r.raw);
 	for (int i = 0; i < 3; i++) {
 		r = http("GET", u, NULL, NULL);
 		ck_assert_int_eq(r.status, 200);
-		assert_has(&r, "Leave the list this list?");
-		assert_lacks(&r, "news");
-		assert_lacks(&r, "offers");
-		assert_lacks(&r, "club");
+		testhelp_http_assert_has(&r, "Leave the list this list?");
+		testhelp_http_assert_lacks(&r, "news");
+		testhelp_http_assert_lacks(&r, "offers");
+		testhelp_http_assert_lacks(&r, "club");
 		free(r.raw);
 		testhelp_sleep_ms(250);
 	}
@@ -824,8 +741,8 @@ START_TEST(test_forwarded_for)
 	r = http("POST", u, hdr, ONE_CLICK);
 	ck_assert_int_eq(r.status, 200);
 	free(r.raw);
-	assert_text("SELECT host(ip) FROM ledger WHERE action = 'unsubscribe'",
-	    xff_cases[_i].ip);
+	testhelp_assert_text(conn, "SELECT host(ip) FROM ledger"
+	    " WHERE action = 'unsubscribe'", xff_cases[_i].ip);
 	free(hdr);
 	free(u);
 }
@@ -904,7 +821,7 @@ START_TEST(test_no_keys)
 	free(r.raw);
 	r = one_click(u);
 	ck_assert_int_eq(r.status, 503);
-	assert_has(&r, "Nothing has changed.");
+	testhelp_http_assert_has(&r, "Nothing has changed.");
 	free(r.raw);
 	r = http("GET", "/c/whatever", NULL, NULL);
 	ck_assert_int_eq(r.status, 503);
@@ -1039,16 +956,21 @@ START_TEST(test_metrics)
 	free(r.raw);
 	r = testhelp_http(w.admin_port, "GET", "/metrics", NULL, NULL);
 	ck_assert_int_eq(r.status, 200);
-	assert_has(&r, "assent_http_requests_total{route=\"unsubscribe\","
+	testhelp_http_assert_has(&r,
+	    "assent_http_requests_total{route=\"unsubscribe\","
 	    "status=\"200\"} 2\n");
-	assert_has(&r, "assent_http_requests_total{route=\"unsubscribe\","
+	testhelp_http_assert_has(&r,
+	    "assent_http_requests_total{route=\"unsubscribe\","
 	    "status=\"400\"} 1\n");
-	assert_has(&r, "assent_http_requests_total{route=\"other\","
+	testhelp_http_assert_has(&r,
+	    "assent_http_requests_total{route=\"other\","
 	    "status=\"404\"} 1\n");
-	assert_has(&r, "assent_unsubscribes_total{channel=\"one-click\"} 1\n");
-	assert_has(&r, "assent_confirmations_total 0\n");
-	assert_has(&r, "assent_queue_deliveries{state=\"queued\"} 0\n");
-	assert_has(&r, "# TYPE assent_messages_total counter\n");
+	testhelp_http_assert_has(&r,
+	    "assent_unsubscribes_total{channel=\"one-click\"} 1\n");
+	testhelp_http_assert_has(&r, "assent_confirmations_total 0\n");
+	testhelp_http_assert_has(&r,
+	    "assent_queue_deliveries{state=\"queued\"} 0\n");
+	testhelp_http_assert_has(&r, "# TYPE assent_messages_total counter\n");
 	ck_assert(testhelp_http_has_header(&r, "Content-Type",
 	    "text/plain; version=0.0.4"));
 	free(r.raw);

@@ -782,7 +782,7 @@ START_TEST(test_dump_json)
 	root = json_loads(text, 0, &jerr);
 	ck_assert_msg(root != NULL, "bad JSON: %s in %s", jerr.text, text);
 	ck_assert(json_is_object(root));
-	ck_assert_int_eq(json_object_size(root), 10);
+	ck_assert_int_eq(json_object_size(root), 11);
 	ck_assert_ptr_nonnull(smtp = json_object_get(root, "smtp"));
 	ck_assert_int_eq(json_integer_value(json_object_get(smtp, "port")), 587);
 	ck_assert_str_eq(json_string_value(json_object_get(smtp, "starttls")),

@@ -529,7 +529,8 @@ START_TEST(test_purpose_names)
 	ck_assert_str_eq(token_purpose_name(TOKEN_MANAGE), "manage");
 	ck_assert_str_eq(token_purpose_name(TOKEN_BOUNCE), "bounce");
 	ck_assert_str_eq(token_purpose_name((enum token_purpose)0), "?");
-	ck_assert_str_eq(token_purpose_name((enum token_purpose)5), "?");
+	ck_assert_str_eq(token_purpose_name(TOKEN_NOTICE), "notice");
+	ck_assert_str_eq(token_purpose_name((enum token_purpose)6), "?");
 	ck_assert_int_eq(token_purpose_parse("Unsubscribe", &p), -1);
 	ck_assert_int_eq(token_purpose_parse("", &p), -1);
 }
@@ -639,7 +640,8 @@ static const struct {
 	{ { TOKEN_CONFIRM, 1, 0, 0, false, NOW, 0 },
 	  "a confirm token needs one list" },
 	{ { (enum token_purpose)0, 1, 1, 0, false, NOW, 0 }, "unknown purpose" },
-	{ { (enum token_purpose)5, 1, 1, 0, false, NOW, 0 }, "unknown purpose" },
+	{ { (enum token_purpose)6, 1, 1, 0, false, NOW, 0 }, "unknown purpose" },
+	{ { TOKEN_NOTICE, 1, 1, 0, false, NOW, 0 }, "a notice token is compact only" },
 	{ { TOKEN_BOUNCE, 1, 0, 0, false, -1, 0 },
 	  "issue time out of range (1970 to 2106)" },
 	{ { TOKEN_BOUNCE, 1, 0, 0, false, 4294967296LL, 0 },
@@ -891,7 +893,7 @@ END_TEST
 START_TEST(test_compact_wrong_purpose)
 {
 	static const enum token_purpose ps[] = {
-		TOKEN_BOUNCE, TOKEN_UNSUBSCRIBE, TOKEN_MANAGE
+		TOKEN_BOUNCE, TOKEN_UNSUBSCRIBE, TOKEN_MANAGE, TOKEN_NOTICE
 	};
 	struct token_compact t = compact_cases[0], out;
 	char text[TOKEN_COMPACT_TEXT_SIZE];
@@ -971,7 +973,7 @@ static const struct {
 } compact_make_bad[] = {
 	{ { TOKEN_CONFIRM, 5, NOW, 0 }, EX_DATAERR },
 	{ { (enum token_purpose)0, 5, NOW, 0 }, EX_DATAERR },
-	{ { (enum token_purpose)5, 5, NOW, 0 }, EX_DATAERR },
+	{ { (enum token_purpose)6, 5, NOW, 0 }, EX_DATAERR },
 	{ { TOKEN_BOUNCE, 0, NOW, 0 }, EX_DATAERR },
 	{ { TOKEN_BOUNCE, TOKEN_COMPACT_ID_MAX + 1, NOW, 0 }, EX_DATAERR },
 	{ { TOKEN_BOUNCE, UINT64_MAX, NOW, 0 }, EX_DATAERR },
@@ -1035,7 +1037,7 @@ token_suite(void)
 	tcase_add_loop_test(tc, test_compact_bit_flip, 0,
 	    sizeof(compact_cases) / sizeof(compact_cases[0]));
 	tcase_add_test(tc, test_compact_char_flip);
-	tcase_add_loop_test(tc, test_compact_wrong_purpose, 0, 3);
+	tcase_add_loop_test(tc, test_compact_wrong_purpose, 0, 4);
 	tcase_add_test(tc, test_compact_refused);
 	tcase_add_loop_test(tc, test_compact_make_refuses, 0,
 	    sizeof(compact_make_bad) / sizeof(compact_make_bad[0]));

@@ -1,0 +1,87 @@
+#!/bin/bash
+# assent inbound as operators meet it: --classify over the sample
+# corpus (changes nothing), a Maildir processed with a reject folder,
+# a message not understood refused (so that the MTA keeps it) or kept
+# in --reject, and assent bounces ls.
+. "$(dirname "$0")/lib.sh"
+cli_setup_db
+
+CORPUS=${ASSENT_SRCDIR:-$(dirname "$0")/../..}/tests/data/inbound
+run_cli keys generate
+assert_rc 0 "keys generate"
+
+# --classify: no database needed, nothing changes
+run_cli inbound --classify "$CORPUS/postfix-user-unknown.eml" "$CORPUS/arf-yahoo.eml" \
+	"$CORPUS/autoreply-outlook.eml" "$CORPUS/junk-binary.eml"
+assert_rc 0 "inbound --classify"
+assert_out_contains "postfix-user-unknown.eml: dsn" "a DSN is a DSN"
+assert_out_contains "bob@example.net hard 5.1.1" "with its failed recipient, class and status"
+assert_out_contains "arf-yahoo.eml: arf" "an ARF report is a complaint report"
+assert_out_contains "autoreply-outlook.eml: auto-reply" "an auto-reply is recognised"
+assert_out_contains "junk-binary.eml: unknown" "junk is unknown"
+run_cli --json inbound --classify "$CORPUS/postfix-mixed.eml"
+assert_rc 0 "inbound --classify --json"
+got=$(printf '%s' "$OUT" | /usr/bin/python3 -c 'import json,sys; d=json.loads(sys.stdin.readline()); print(d["kind"], [(r["class"], r["status"]) for r in d["recipients"]])')
+assert_eq "$got" "dsn [('hard', '5.1.2'), ('soft', '4.2.0'), ('none', '2.0.0')]" \
+	"one JSON object a message, each recipient classified"
+run_cli inbound --classify --reject "$CLI_TMP" x
+assert_rc 64 "--classify changes nothing, so takes no --reject"
+run_cli bounces ls
+assert_rc 0 "bounces ls"
+assert_out_lacks "dsn" "classifying stored nothing"
+
+# One message on standard input: not understood and no --reject: refused
+# (the MTA returns it to its sender or postmaster rather than lose it)
+run_cli_stdin() { local f=$1; shift; CLI_STDIN=$f run_cli "$@"; }
+run_cli_stdin "$CORPUS/junk-newsletter.eml" inbound
+assert_rc 65 "a message that is none of ours is refused"
+assert_err_contains "not a bounce, complaint, auto-reply or unsubscribe" "saying why"
+run_cli_stdin "$CORPUS/junk-not-mail.eml" inbound
+assert_rc 65 "so is one that is not mail at all"
+assert_err_contains "line 1 is not a header" "naming the line"
+mkdir -p "$CLI_TMP/reject"
+run_cli_stdin "$CORPUS/junk-not-mail.eml" inbound --reject "$CLI_TMP/reject"
+assert_rc 0 "with --reject it is kept"
+assert_err_contains "kept as $CLI_TMP/reject/" "and says where"
+assert_eq "$(find "$CLI_TMP/reject" -type f -perm 600 | wc -l)" "1" "one file, mode 0600"
+cmp -s "$CORPUS/junk-not-mail.eml" "$(find "$CLI_TMP/reject" -type f)"
+assert_eq "$?" "0" "exactly the bytes that came"
+run_cli_stdin "$CORPUS/autoreply-x-autoreply.eml" inbound
+assert_rc 0 "an auto-reply is taken and ignored"
+assert_out_contains "auto-reply: ignored" "saying so"
+run_cli_stdin "$CORPUS/postfix-user-unknown.eml" inbound
+assert_rc 0 "a DSN whose token does not verify is taken"
+assert_out_contains "not attributed (stored, nothing done)" "stored, nothing done"
+
+# A Maildir: handled and ignored ones move to cur/, the others to --reject
+MD=$CLI_TMP/Maildir
+mkdir -p "$MD/new" "$MD/cur" "$MD/tmp" "$CLI_TMP/reject2"
+cp "$CORPUS/exim-plain.eml" "$MD/new/1.host"
+cp "$CORPUS/autoreply-precedence.eml" "$MD/new/2.host"
+cp "$CORPUS/junk-empty.eml" "$MD/new/3.host"
+run_cli inbound --maildir "$MD"
+assert_rc 0 "inbound --maildir without --reject"
+assert_out_contains "1 handled, 1 ignored, 0 rejected, 1 left in new/" "counts each"
+assert_eq "$(ls "$MD/new")" "3.host" "what was not understood stays in new/"
+assert_eq "$(ls "$MD/cur" | tr '\n' ' ')" "1.host:2,S 2.host:2,S " "the others are in cur/, seen"
+run_cli inbound --maildir "$MD" --reject "$CLI_TMP/reject2"
+assert_rc 0 "inbound --maildir --reject"
+assert_out_contains "0 handled, 0 ignored, 1 rejected, 0 left in new/" "the rest goes to the reject folder"
+assert_eq "$(ls "$MD/new" | wc -l)" "0" "new/ is empty"
+assert_eq "$(ls "$CLI_TMP/reject2" | wc -l)" "1" "and the message is in the reject folder"
+
+run_cli bounces ls
+assert_rc 0 "bounces ls"
+assert_out_contains "dsn" "lists what was stored"
+run_cli --json bounces ls --class hard
+assert_rc 0 "bounces ls --class hard"
+got=$(printf '%s' "$OUT" | /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); print(len(d), sorted(set(b["action"] for b in d)))')
+assert_eq "$got" "3 ['none']" "unattributed hard bounces (the DSN, exim's two): stored, nothing done"
+run_cli bounces ls --class sideways
+assert_rc 65 "an unknown class"
+run_cli bounces ls --campaign nope
+assert_rc 65 "an unknown campaign"
+run_cli bounces ls --limit 0
+assert_rc 64 "a bad limit"
+
+finish

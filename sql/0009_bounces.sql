@@ -14,7 +14,9 @@
 -- class:  hard, soft, policy, complaint, or none (not a failure, e.g. a
 --         "delivered" DSN or an ARF report other than abuse);
 -- action: what intake did:
---   none          nothing beyond storing it (unattributed, policy, none)
+--   none          nothing beyond storing it (unattributed, policy, none,
+--                 a report about a message sent too long ago, or a
+--                 failed recipient that is not the message's own)
 --   hard-bounce   the person's hard-bounce suppression entry was added
 --   soft-counted  counted toward the soft-bounce limit, not reached
 --   soft-limit    the limit was reached: a soft-bounce-limit entry added
@@ -78,9 +80,10 @@ CREATE INDEX bounces_campaign ON bounces (campaign_id, class)
 -- Duplicates of one message's bounce.
 CREATE INDEX bounces_delivery ON bounces (delivery_id) WHERE delivery_id IS NOT NULL;
 CREATE INDEX bounces_notice ON bounces (notice_id) WHERE notice_id IS NOT NULL;
--- Erasure finds unattributed reports that name the address.
-CREATE INDEX bounces_unattributed_recipient ON bounces (lower(recipient))
-    WHERE subscriber_id IS NULL AND recipient IS NOT NULL;
+-- Erasure finds the reports that name the address, whoever they were
+-- attributed to.
+CREATE INDEX bounces_recipient ON bounces (lower(recipient))
+    WHERE recipient IS NOT NULL;
 
 CREATE FUNCTION bounces_on_insert() RETURNS trigger
 LANGUAGE plpgsql AS $$

@@ -38,10 +38,17 @@
  * "b-" (campaign delivery), "n-" (notice) or "u-" (mailto unsubscribe),
  * TOKEN 48 characters of [a-z2-7] in either case, at any domain (the
  * domain is reported). Independently, a Message-ID of the form compose
- * and notice make, <cCAMPAIGN.dDELIVERY.ISSUED@DOMAIN> (ISSUED in hex),
- * <cCAMPAIGN.tNONCE.ISSUED@...> (a test send) or <nNOTICE.ISSUED@...>,
- * is looked for in the original's Message-ID, then the message's own
- * In-Reply-To and References.
+ * and notice make is looked for in the original's Message-ID, then the
+ * message's own In-Reply-To and References:
+ *	<cCAMPAIGN.TOKEN@DOMAIN>   a campaign delivery, signed: TOKEN a
+ *	                           compact bounce token (48 of [a-z2-7],
+ *	                           either case) naming the delivery, kept
+ *	                           unverified in msgid.token
+ *	<cCAMPAIGN.tNONCE.ISSUED@...>   a test send (ISSUED in hex)
+ *	<nNOTICE.ISSUED@...>       a notice
+ * and the older unsigned form <cCAMPAIGN.dDELIVERY.ISSUED@...>, still
+ * recognised as ours (kind campaign, msgid.token "") so that it is
+ * shown, but guessable: the caller must never attribute by it.
  *
  * Classification (bounce_classify(), shared with the sender's
  * synchronous SMTP replies, so that 550 5.1.1 at RCPT and a DSN with
@@ -49,19 +56,24 @@
  *
  *	none       not a failure: action delivered, relayed or expanded, or
  *	           a 2.x.x status
- *	hard       the mailbox is bad for good: 5.1.x except 5.1.7 and 5.1.8,
- *	           5.2.1; or a 5xx (5.0.0 and the other unspecific codes
- *	           included) whose diagnostic says "user unknown", "no such
- *	           user", "does not exist" and the like
+ *	hard       the mailbox is bad for good: 5.1.x except 5.1.0, 5.1.7
+ *	           and 5.1.8 (5.1.0 goes by its words), 5.2.1; or a 5xx
+ *	           (5.0.0 and the other unspecific codes included) whose
+ *	           diagnostic names a missing mailbox: "user unknown", "no
+ *	           such user", "mailbox does not exist" and the like
  *	soft       may heal: 4.x.x, delayed, x.2.2 mailbox full, x.4.x
  *	           network and routing, and every 5xx that says nothing more
  *	           precise (counted toward the soft-bounce limit, so a
  *	           mailbox that keeps failing is suppressed in the end)
  *	policy     the sender's fault, never the recipient's: 5.7.x, 5.1.7,
- *	           5.1.8, 5.2.3 and 5.3.4 (message too big), and any 5xx
- *	           whose diagnostic speaks of spam, blocking, block lists
- *	           (Spamhaus...), reputation, SPF, DKIM, DMARC or policy;
- *	           policy words win over user-unknown words
+ *	           5.1.8, 5.2.3 and 5.3.4 (message too big), any refusal
+ *	           that speaks of our sender or sending host (sender
+ *	           address rejected, sender domain, PTR record, reverse
+ *	           DNS, client host, your IP...: checked first, even under
+ *	           a 5.1.x code), and any 5xx whose diagnostic speaks of
+ *	           spam, blocking, block lists (Spamhaus...), reputation,
+ *	           SPF, DKIM, DMARC or policy; policy words win over
+ *	           user-unknown words
  *	complaint  an ARF report with Feedback-Type abuse (never returned
  *	           by bounce_classify())
  *
@@ -158,7 +170,7 @@ enum bounce_token_kind {
 
 enum bounce_msgid_kind {
 	BOUNCE_MSGID_NONE = 0,
-	BOUNCE_MSGID_CAMPAIGN,          /* campaign_id, delivery_id */
+	BOUNCE_MSGID_CAMPAIGN,          /* campaign_id, token (or delivery_id) */
 	BOUNCE_MSGID_TEST,              /* campaign_id; a test send */
 	BOUNCE_MSGID_NOTICE,            /* notice_id */
 };
@@ -174,10 +186,13 @@ struct bounce_msgid {
 	enum bounce_msgid_kind kind;
 	enum bounce_source source;
 	uint64_t campaign_id;
-	uint64_t delivery_id;
+	uint64_t delivery_id;           /* old unsigned form only, else 0 */
 	uint64_t notice_id;
-	int64_t issued_at;
+	int64_t issued_at;              /* 0 in the signed form (the token's) */
 	char domain[BOUNCE_HOST_MAX + 1];       /* lower case */
+	/* kind campaign, signed form: the token, lower case, unverified;
+	 * "" for the old unsigned form (never attributes) */
+	char token[TOKEN_COMPACT_TEXT_SIZE];
 };
 
 struct bounce_recipient {

@@ -13,7 +13,10 @@
  *	envelope sender  b-CTOKEN@BOUNCE_DOMAIN (compact bounce token of the
  *	                 delivery): the VERP address bounces come back to
  *	List-Id          "LIST" <LIST.FROM_DOMAIN> (the list lower-cased)
- *	Message-ID       <cCAMPAIGN.dDELIVERY.ISSUED@FROM_DOMAIN>
+ *	Message-ID       <cCAMPAIGN.BTOKEN@FROM_DOMAIN> (BTOKEN: the same
+ *	                 compact bounce token as the envelope sender's: a
+ *	                 complaint that lost the envelope is traced through
+ *	                 it, and nobody can make one up)
  * BASE is http.base_url, BOUNCE_DOMAIN sender.bounce_domain. A
  * recipient with no delivery (a test send to someone who is not a
  * subscriber: delivery_id and subscriber_id 0) gets BASE/u/test and

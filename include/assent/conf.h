@@ -67,6 +67,7 @@ struct assent_conf {
 	int   bounce_soft_limit;        /* soft bounces that suppress for a while */
 	long  bounce_soft_span;         /* seconds, first to last of them at least */
 	long  bounce_soft_suppress_for; /* seconds */
+	long  bounce_token_max_age;     /* seconds a report may come after sending */
 
 	char *log_level;
 	bool  log_syslog;

@@ -14,11 +14,30 @@
  *    notice), verified with token_compact_verify() and at our
  *    sender.bounce_domain. A report whose token does not verify, or
  *    that has none, is stored unattributed and changes nothing else.
- *  - an ARF complaint: the VERP token as above, else our Message-ID
- *    (bounce_msgid: campaign and delivery ids, at the From domain of
- *    that campaign, whose issue time matches the delivery's send time
- *    within INTAKE_MSGID_SLACK seconds); a Message-ID alone never
- *    attributes a DSN.
+ *  - an ARF complaint: the VERP token as above, else our signed
+ *    Message-ID (<cCAMPAIGN.TOKEN@DOMAIN>, compose.h): its token
+ *    verifies as a bounce token (token_compact_verify()), names a
+ *    delivery of campaign CAMPAIGN, DOMAIN is that campaign's From
+ *    domain, and the token's issue time fits the delivery (below). The
+ *    old unsigned form <cC.dD.ISSUED@...>, a test send's and a notice's
+ *    Message-ID never attribute; a Message-ID never attributes a DSN.
+ *
+ * Whose failure a DSN reports: the token names the message, the
+ * recipient blocks name addresses, and the two can differ (a forward,
+ * or one report for several recipients). A block is acted on when its
+ * Final-Recipient or Original-Recipient is the attributed person's
+ * address (addr_parse() keys compared); the others are stored
+ * unattributed (action none). When no block matches and the report has
+ * exactly one failure (class other than none), that one is acted on,
+ * a hard bounce downgraded to soft (a dead forward still reaches the
+ * soft-bounce limit); with several, none is. ARF complaints are
+ * attributed whatever recipient they name (providers redact it).
+ *
+ * Old reports: a copy of a message carries its token for ever. A
+ * report whose token was issued, or whose message was sent, more than
+ * bounce.token_max_age seconds ago (INTAKE_TOKEN_MAX_AGE_DEFAULT when
+ * the configuration says 0) is stored attributed with action none, and
+ * nothing is done (nor counted toward the soft-bounce limit).
  *
  * What each class does to the attributed person, in one transaction
  * with the stored bounce:
@@ -75,6 +94,7 @@
 #include "assent/token.h"
 
 #define INTAKE_MSGID_SLACK 300  /* seconds */
+#define INTAKE_TOKEN_MAX_AGE_DEFAULT (30L * 86400)      /* seconds */
 
 struct intake_ctx {
 	const struct assent_conf *conf; /* sender.bounce_domain, bounce.* */
@@ -83,7 +103,8 @@ struct intake_ctx {
 };
 
 struct intake_result {
-	bool attributed;                /* to a delivery or a notice */
+	bool attributed;                /* a row stored attributed to a
+	                                 * delivery or a notice */
 	char attributed_by[24];         /* "verp", "message-id" or "" */
 	long long delivery_id;          /* 0 when none */
 	long long notice_id;            /* 0 when none */
@@ -91,6 +112,7 @@ struct intake_result {
 	long hard, soft, policy, complaints;
 	long suppressed;                /* entries added */
 	long unsubscribed;              /* subscriptions ended */
+	long stale;                     /* attributed, too old: nothing done */
 };
 
 /* Store and act on r (kind dsn or arf; other kinds are the caller's),
@@ -105,7 +127,8 @@ int intake_report(PGconn *conn, const struct intake_ctx *c,
 
 /* The relay's refusal of one campaign delivery, as the sender saw it. */
 struct intake_refusal {
-	long long delivery_id;
+	long long delivery_id;          /* a campaign's message, or 0 */
+	long long notice_id;            /* or a confirmation request's */
 	bool at_rcpt;                   /* false: after DATA (the message) */
 	int code;                       /* 4xx or 5xx */
 	char enhanced[16];              /* "X.Y.Z" or "" */

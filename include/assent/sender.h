@@ -16,9 +16,11 @@
  *     when libesmtp reaches its DATA.
  *  3. One statement records every outcome: sent; 4xx back to queued
  *     after an exponential backoff (sending.retry_base * 2^attempts, at
- *     most an hour) until sending.max_attempts, then failed; 5xx failed,
- *     and a mailbox-level 5xx (5.1.x) adds a hard-bounce suppression in
- *     the same transaction; a relay that could not be reached puts them
+ *     most an hour) until sending.max_attempts, then failed; 5xx failed;
+ *     and in the same transaction every refusal goes to intake
+ *     (intake.h: stored, classified by bounce_classify_reply() as a DSN
+ *     would be; a hard one at RCPT suppresses with a ledger event, a
+ *     refusal after the data never suppresses the recipient); a relay that could not be reached puts them
  *     all back to queued untried (attempts unchanged) and reports
  *     EX_UNAVAILABLE so the worker backs off; an uncertain outcome (the
  *     connection broke after DATA) becomes unknown.
@@ -121,6 +123,14 @@ void sender_judge(const struct assent_conf *conf, const struct transport_msg *m,
     int attempts, struct sender_verdict *v);
 void sender_count(const struct sender_verdict *v, long *sent, long *failed,
     long *retried, long *unknown, long *deferred);
+
+/* When m is a refusal by the relay (a 4xx or 5xx at RCPT or after the
+ * data), fill f for intake (intake.h) with it (reply: m's text, as
+ * transport_reply_text() gives it; the ids are the caller's to set) and
+ * return true. */
+struct intake_refusal;
+bool sender_refusal(const struct transport_msg *m, const char *reply,
+    struct intake_refusal *f);
 
 /* Deliveries and notices (notice.h) 'sending' whose session lock is
  * not held by any live connection become 'unknown'. *count_r gets how

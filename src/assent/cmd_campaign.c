@@ -894,6 +894,24 @@ campaign_cmd_status(struct cli *cli, int argc, char **argv)
 	return 0;
 }
 
+/* Messages with a bounce of each class; policy refusals are the
+ * sender's problem, so they are pointed out. */
+static void
+campaign_cli_print_bounces(const json_t *b)
+{
+	long long policy = (long long)json_integer_value(json_object_get(b, "policy"));
+
+	printf("bounces:      %lld hard, %lld soft, %lld policy, %lld complaint\n",
+	    (long long)json_integer_value(json_object_get(b, "hard")),
+	    (long long)json_integer_value(json_object_get(b, "soft")), policy,
+	    (long long)json_integer_value(json_object_get(b, "complaint")));
+	if (policy > 0)
+		printf("note: %lld message%s refused by policy (5.7.x: block lists, "
+		    "authentication, content): the sender, not the recipients, must "
+		    "fix this; see assent bounces ls --campaign NAME --class policy\n",
+		    policy, policy == 1 ? " was" : "s were");
+}
+
 static void
 campaign_cli_print_report(const json_t *r)
 {
@@ -919,6 +937,7 @@ campaign_cli_print_report(const json_t *r)
 	    REPORT_N("complained"));
 	printf("unsubscribed: %lld (through its links)\n",
 	    REPORT_N("unsubscribed"));
+	campaign_cli_print_bounces(json_object_get(r, "bounces"));
 #undef REPORT_N
 }
 

@@ -2,6 +2,7 @@
  * standard input (an MTA's pipe transport), every new message of a
  * Maildir, or --classify to see what would be done. Reading and
  * classifying is bounce.h's; acting, intake.h's and optout.h's. */
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <dirent.h>
 #include <errno.h>
@@ -186,30 +187,58 @@ inbound_classify_file(struct cli *cli, const char *path)
 	return 0;
 }
 
-/* Every file of a Maildir's new/ and cur/, or the one file path. */
+/* A name to classify in a folder: not a dot file, not a NAME.tmp (a
+ * reject-folder copy that a crash left incomplete). */
+static bool
+inbound_classify_wanted(const char *name)
+{
+	size_t n = strlen(name);
+
+	return name[0] != '.' && !(n >= 4 && strcmp(name + n - 4, ".tmp") == 0);
+}
+
+/* Every regular file of dir (sorted) that inbound_classify_wanted(). */
+static int
+inbound_classify_dir(struct cli *cli, const char *dir)
+{
+	struct dirent **names;
+	struct stat st;
+	int n = scandir(dir, &names, NULL, alphasort), rc = 0;
+
+	for (int k = 0; k < n; k++) {
+		char *file = xasprintf("%s/%s", dir, names[k]->d_name);
+
+		if (rc == 0 && inbound_classify_wanted(names[k]->d_name) &&
+		    stat(file, &st) == 0 && S_ISREG(st.st_mode))
+			rc = inbound_classify_file(cli, file);
+		free(file);
+		free(names[k]);
+	}
+	free(n >= 0 ? names : NULL);
+	return rc;
+}
+
+/* Every file of a Maildir's new/ and cur/; of a plain folder (such as
+ * the reject folder); or the one file path. */
 static int
 inbound_classify_path(struct cli *cli, const char *path)
 {
 	static const char *const subs[] = { "new", "cur" };
 	struct stat st;
+	char *dir;
 	int rc = 0;
 
 	if (strcmp(path, "-") == 0 || stat(path, &st) == -1 || !S_ISDIR(st.st_mode))
 		return inbound_classify_file(cli, path);
-	for (size_t i = 0; i < 2; i++) {
-		char *dir = xasprintf("%s/%s", path, subs[i]);
-		struct dirent **names;
-		int n = scandir(dir, &names, NULL, alphasort);
-
-		for (int k = 0; k < n; k++) {
-			char *file = xasprintf("%s/%s", dir, names[k]->d_name);
-
-			if (names[k]->d_name[0] != '.' && rc == 0)
-				rc = inbound_classify_file(cli, file);
-			free(file);
-			free(names[k]);
-		}
-		free(n >= 0 ? names : NULL);
+	dir = xasprintf("%s/new", path);
+	if (stat(dir, &st) == -1 || !S_ISDIR(st.st_mode)) {
+		free(dir);
+		return inbound_classify_dir(cli, path);
+	}
+	free(dir);
+	for (size_t i = 0; i < 2 && rc == 0; i++) {
+		dir = xasprintf("%s/%s", path, subs[i]);
+		rc = inbound_classify_dir(cli, dir);
 		free(dir);
 	}
 	return rc;
@@ -263,15 +292,17 @@ inbound_mailto(struct inbound_run *run, const struct bounce_report *r,
 	char recipient[TOKEN_COMPACT_TEXT_SIZE + BOUNCE_HOST_MAX + 8];
 	struct token_compact c;
 	struct optout_result res;
+	bool ours;
 
 	snprintf(recipient, sizeof(recipient), "u-%s@%s", r->verp.token,
 	    r->verp.domain);
-	if ((run->given != NULL && *run->given != '\0' &&
-	    r->verp.source != BOUNCE_SOURCE_ENVELOPE) ||
-	    !inbound_our_domain(run, r->verp.domain) ||
-	    inbound_keys(run, err) == -1 ||
-	    token_compact_verify(run->signer, r->verp.token, TOKEN_UNSUBSCRIBE,
-	    (int64_t)time(NULL), &c, err) == -1) {
+	ours = (run->given == NULL || *run->given == '\0' ||
+	    r->verp.source == BOUNCE_SOURCE_ENVELOPE) &&
+	    inbound_our_domain(run, r->verp.domain);
+	if (ours && inbound_keys(run, err) == -1)
+		return INBOUND_RETRY;   /* ours to fix, not the sender's */
+	if (!ours || token_compact_verify(run->signer, r->verp.token,
+	    TOKEN_UNSUBSCRIBE, (int64_t)time(NULL), &c, err) == -1) {
 		err_set(err, EX_NOUSER, "%.200s: no such recipient here",
 		    run->given != NULL && *run->given != '\0' ? run->given : recipient);
 		return INBOUND_REJECTED;
@@ -369,76 +400,233 @@ inbound_act(struct inbound_run *run, const struct inbound_msg *m,
 
 /* ---- the reject folder ------------------------------------------------------ */
 
-/* Keep data in dir as a new file of its own (mode 0600), named by time,
- * pid and a counter, written under a temporary name first. */
+/* A message is kept whole in the reject folder: written (or copied)
+ * under NAME.eml.tmp, fsync()ed, renamed to NAME.eml, and the folder
+ * fsync()ed, so that a crash leaves either nothing, a whole NAME.eml,
+ * or a NAME.eml.tmp that nothing reads (the operator may delete it).
+ * Names are time.pid.counter: unique between runs. */
+
 static int
-inbound_reject_save(const char *dir, const char *data, size_t len,
-    char *name_r, size_t name_size, struct assent_err *err)
+inbound_sync_dir(const char *dir, struct assent_err *err)
+{
+	int fd, rc = 0;
+
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+		return err_set(err, EX_IOERR, "%s: %s", dir, strerror(errno));
+	if (fsync(fd) == -1)
+		rc = err_set(err, EX_IOERR, "%s: %s", dir, strerror(errno));
+	close(fd);
+	return rc;
+}
+
+static void
+inbound_reject_name(const char *dir, char *name_r, size_t name_size)
 {
 	static unsigned long seq;
-	char tmp[4096];
-	ssize_t w;
-	size_t off = 0;
-	int fd;
 
 	snprintf(name_r, name_size, "%s/%lld.%ld.%lu.eml", dir,
 	    (long long)time(NULL), (long)getpid(), ++seq);
-	snprintf(tmp, sizeof(tmp), "%s.tmp", name_r);
-	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-	    0600)) == -1)
-		return err_set(err, EX_CANTCREAT, "%s: %s", tmp, strerror(errno));
-	while (off < len) {
-		if ((w = write(fd, data + off, len - off)) == -1) {
-			if (errno == EINTR)
-				continue;
-			err_set(err, EX_IOERR, "%s: %s", tmp, strerror(errno));
-			break;
-		}
-		off += (size_t)w;
+}
+
+/* A new temporary in dir (read-write, mode 0600): *fd_r, its name in
+ * tmp_r and the name it is to get in name_r. */
+static int
+inbound_reject_open(const char *dir, char *name_r, size_t name_size,
+    char *tmp_r, size_t tmp_size, int *fd_r, struct assent_err *err)
+{
+	inbound_reject_name(dir, name_r, name_size);
+	snprintf(tmp_r, tmp_size, "%s.tmp", name_r);
+	if ((*fd_r = open(tmp_r, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW |
+	    O_CLOEXEC, 0600)) == -1)
+		return err_set(err, EX_CANTCREAT, "%s: %s", tmp_r, strerror(errno));
+	return 0;
+}
+
+static void
+inbound_reject_abandon(int fd, const char *tmp)
+{
+	close(fd);
+	unlink(tmp);
+}
+
+/* The temporary is complete: to disk, then to its name. Closes fd;
+ * the temporary is removed on failure. */
+static int
+inbound_reject_commit(int fd, const char *dir, const char *tmp,
+    const char *name, struct assent_err *err)
+{
+	if (fsync(fd) == -1) {
+		err_set(err, EX_IOERR, "%s: %s", tmp, strerror(errno));
+		inbound_reject_abandon(fd, tmp);
+		return -1;
 	}
-	if (off < len || fsync(fd) == -1 || close(fd) == -1 ||
-	    rename(tmp, name_r) == -1) {
-		if (off >= len)
-			err_set(err, EX_IOERR, "%s: %s", name_r, strerror(errno));
+	if (close(fd) == -1) {
+		err_set(err, EX_IOERR, "%s: %s", tmp, strerror(errno));
 		unlink(tmp);
 		return -1;
 	}
+	if (rename(tmp, name) == -1) {
+		err_set(err, EX_IOERR, "%s: %s", name, strerror(errno));
+		unlink(tmp);
+		return -1;
+	}
+	return inbound_sync_dir(dir, err);
+}
+
+/* Everything from in to out, however long. */
+static int
+inbound_copy_fd(int in, int out, const char *in_name, const char *out_name,
+    struct assent_err *err)
+{
+	char buf[65536];
+	ssize_t r, w;
+
+	for (;;) {
+		if ((r = read(in, buf, sizeof(buf))) == 0)
+			return 0;
+		if (r == -1) {
+			if (errno == EINTR)
+				continue;
+			return err_set(err, EX_IOERR, "%s: %s", in_name,
+			    strerror(errno));
+		}
+		for (ssize_t off = 0; off < r; off += w)
+			if ((w = write(out, buf + off, (size_t)(r - off))) == -1) {
+				if (errno != EINTR)
+					return err_set(err, EX_IOERR, "%s: %s",
+					    out_name, strerror(errno));
+				w = 0;
+			}
+	}
+}
+
+/* Move the file path (a Maildir's, read and rejected) into dir: a
+ * rename, or on another file system a copy, then the original goes. */
+static int
+inbound_reject_move(const char *dir, const char *path, char *name_r,
+    size_t name_size, struct assent_err *err)
+{
+	char tmp[4300];
+	int in, out;
+
+	inbound_reject_name(dir, name_r, name_size);
+	if (rename(path, name_r) == 0)
+		return inbound_sync_dir(dir, err);
+	if (errno != EXDEV)
+		return err_set(err, EX_IOERR, "%s to %s: %s", path, name_r,
+		    strerror(errno));
+	if ((in = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) == -1)
+		return err_set(err, EX_IOERR, "%s: %s", path, strerror(errno));
+	if (inbound_reject_open(dir, name_r, name_size, tmp, sizeof(tmp), &out,
+	    err) == -1) {
+		close(in);
+		return -1;
+	}
+	if (inbound_copy_fd(in, out, path, tmp, err) == -1) {
+		close(in);
+		inbound_reject_abandon(out, tmp);
+		return -1;
+	}
+	close(in);
+	if (inbound_reject_commit(out, dir, tmp, name_r, err) == -1)
+		return -1;
+	if (unlink(path) == -1)
+		return err_set(err, EX_IOERR, "%s: %s", path, strerror(errno));
 	return 0;
 }
 
 /* ---- one message on standard input ------------------------------------------- */
 
+/* An MTA's pipe transport reads the exit code: EX_TEMPFAIL (75) keeps
+ * the message queued and tries again later; most others return it to
+ * its sender, which for a DSN (null sender) is the postmaster, and
+ * assent never sees it again. So every failure of ours (database,
+ * keys file, reject folder, reading) is 75; only a message that is not
+ * ours and has nowhere to go is refused (65 or 67). */
+static int
+inbound_tempfail(const struct assent_err *err)
+{
+	cli_fail(err);
+	return EX_TEMPFAIL;
+}
+
+/* With --reject, standard input is first spooled whole to a temporary
+ * of the reject folder (a message above BOUNCE_INPUT_MAX is parsed in
+ * part but kept whole); sp->fd is -1 without --reject. */
+struct inbound_spool {
+	int fd;
+	char name[4200];
+	char tmp[4300];
+};
+
+static int
+inbound_spool_load(struct inbound_run *run, struct inbound_spool *sp,
+    struct inbound_msg *m, struct assent_err *err)
+{
+	FILE *f = NULL;
+	int fd2 = -1, rc;
+
+	sp->fd = -1;
+	if (run->reject_dir == NULL)
+		return inbound_load(stdin, run->given, m, err);
+	if (inbound_reject_open(run->reject_dir, sp->name, sizeof(sp->name),
+	    sp->tmp, sizeof(sp->tmp), &sp->fd, err) == -1)
+		return -1;
+	if (inbound_copy_fd(STDIN_FILENO, sp->fd, "standard input", sp->tmp,
+	    err) == -1 || lseek(sp->fd, 0, SEEK_SET) == -1 ||
+	    (fd2 = dup(sp->fd)) == -1 || (f = fdopen(fd2, "rb")) == NULL) {
+		if (err->msg[0] == '\0')
+			err_set(err, EX_IOERR, "%s: %s", sp->tmp, strerror(errno));
+		if (fd2 != -1)
+			close(fd2);
+		inbound_reject_abandon(sp->fd, sp->tmp);
+		sp->fd = -1;
+		return -1;
+	}
+	rc = inbound_load(f, run->given, m, err);
+	fclose(f);
+	if (rc == -1) {
+		inbound_reject_abandon(sp->fd, sp->tmp);
+		sp->fd = -1;
+	}
+	return rc;
+}
+
 static int
 inbound_one(struct inbound_run *run)
 {
+	struct inbound_spool sp;
 	struct inbound_msg m;
 	struct assent_err err;
-	char saved[4200];
 	int rc = 0;
 
 	err_clear(&err);
-	if (inbound_load(stdin, run->given, &m, &err) == -1)
-		return cli_fail(&err);
+	if (inbound_spool_load(run, &sp, &m, &err) == -1)
+		return inbound_tempfail(&err);
 	switch (inbound_act(run, &m, &err)) {
 	case INBOUND_DONE:
 	case INBOUND_IGNORED:
 		break;
 	case INBOUND_RETRY:
-		rc = cli_fail(&err);
+		rc = inbound_tempfail(&err);
 		break;
 	case INBOUND_REJECTED:
-		if (run->reject_dir == NULL) {
+		if (sp.fd == -1) {
 			rc = cli_fail(&err);    /* the MTA returns it: not lost */
 			break;
 		}
 		fprintf(stderr, "assent: %s\n", err.msg);
-		if (inbound_reject_save(run->reject_dir, m.data, m.len, saved,
-		    sizeof(saved), &err) == -1)
-			rc = cli_fail(&err);
+		rc = inbound_reject_commit(sp.fd, run->reject_dir, sp.tmp, sp.name,
+		    &err);
+		sp.fd = -1;
+		if (rc == -1)
+			rc = inbound_tempfail(&err);
 		else
-			fprintf(stderr, "assent: kept as %s\n", saved);
+			fprintf(stderr, "assent: kept as %s\n", sp.name);
 		break;
 	}
+	if (sp.fd != -1)
+		inbound_reject_abandon(sp.fd, sp.tmp);
 	inbound_free(&m);
 	return rc;
 }
@@ -460,26 +648,63 @@ inbound_maildir_done(const char *maildir, const char *name, struct assent_err *e
 	return rc;
 }
 
+/* Read new/NAME into m: true when read. An entry that is gone (taken
+ * by another run) is skipped in silence; one that is not a regular
+ * file or cannot be read is said on stderr, counted as left in new/,
+ * and skipped: it must not stop the messages after it. The open does
+ * not block (a FIFO) nor follow a symbolic link. */
+static bool
+inbound_maildir_read(struct inbound_run *run, const char *path,
+    struct inbound_msg *m)
+{
+	struct assent_err err;
+	struct stat st;
+	FILE *f;
+	int fd;
+
+	err_clear(&err);
+	if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC)) == -1) {
+		if (errno == ENOENT)
+			return false;
+		err_set(&err, EX_IOERR, "%s: %s", path, strerror(errno));
+	} else if (fstat(fd, &st) == -1)
+		err_set(&err, EX_IOERR, "%s: %s", path, strerror(errno));
+	else if (!S_ISREG(st.st_mode))
+		err_set(&err, EX_DATAERR, "%s: not a regular file", path);
+	else if ((f = fdopen(fd, "rb")) == NULL)
+		err_set(&err, EX_OSERR, "%s: %s", path, strerror(errno));
+	else {
+		fd = -1;
+		if (inbound_load(f, NULL, m, &err) == -1) {
+			char why[ASSENT_ERR_MSG_MAX];
+
+			snprintf(why, sizeof(why), "%s", err.msg);
+			err_set(&err, EX_IOERR, "%s: %s", path, why);
+		}
+		fclose(f);
+	}
+	if (fd != -1)
+		close(fd);
+	if (err.msg[0] == '\0')
+		return true;
+	fprintf(stderr, "assent: %s; left in new/\n", err.msg);
+	run->kept++;
+	return false;
+}
+
 /* One file of new/: returns -1 only when the run must stop (the
- * database, or a file that cannot be moved). */
+ * database, the reject folder, or a file that cannot be moved). */
 static int
 inbound_maildir_one(struct inbound_run *run, const char *maildir,
     const char *name, struct assent_err *err)
 {
 	char *path = xasprintf("%s/new/%s", maildir, name), saved[4200];
 	struct inbound_msg m;
-	FILE *f;
 	int rc = 0;
 
-	if ((f = fopen(path, "rb")) == NULL) {
+	if (!inbound_maildir_read(run, path, &m)) {
 		free(path);
-		return 0;               /* taken meanwhile by another run */
-	}
-	rc = inbound_load(f, NULL, &m, err);
-	fclose(f);
-	if (rc == -1) {
-		free(path);
-		return -1;
+		return 0;
 	}
 	switch (inbound_act(run, &m, err)) {
 	case INBOUND_DONE:
@@ -499,10 +724,10 @@ inbound_maildir_one(struct inbound_run *run, const char *maildir,
 			run->kept++;    /* stays in new/, said once per run */
 			break;
 		}
-		if ((rc = inbound_reject_save(run->reject_dir, m.data, m.len, saved,
-		    sizeof(saved), err)) == 0 && unlink(path) == -1)
-			rc = err_set(err, EX_IOERR, "%s: %s", path, strerror(errno));
-		run->rejected++;
+		/* the file itself, not what was read: never cut */
+		if ((rc = inbound_reject_move(run->reject_dir, path, saved,
+		    sizeof(saved), err)) == 0)
+			run->rejected++;
 		break;
 	}
 	inbound_free(&m);
@@ -510,28 +735,33 @@ inbound_maildir_one(struct inbound_run *run, const char *maildir,
 	return rc;
 }
 
+/* One run a Maildir at a time: two would handle a message twice.
+ * 0 with *fd_r held until exit, 1 when another run holds it. */
 static int
-inbound_maildir(struct inbound_run *run, const char *maildir)
+inbound_maildir_lock(const char *maildir, int *fd_r, struct assent_err *err)
 {
-	char *dir = xasprintf("%s/new", maildir);
-	struct dirent **names;
-	struct assent_err err;
-	int n, rc = 0;
+	char *path = xasprintf("%s/.assent-inbound.lock", maildir);
+	int rc = 0;
 
-	err_clear(&err);
-	if ((n = scandir(dir, &names, NULL, alphasort)) == -1) {
-		err_set(&err, EX_NOINPUT, "%s: %s", dir, strerror(errno));
-		free(dir);
-		return cli_fail(&err);
+	if ((*fd_r = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+	    0600)) == -1)
+		rc = err_set(err, errno == ENOENT ? EX_NOINPUT : EX_CANTCREAT,
+		    "%s: %s", path, strerror(errno));
+	else if (flock(*fd_r, LOCK_EX | LOCK_NB) == -1) {
+		if (errno == EWOULDBLOCK)
+			rc = 1;
+		else
+			rc = err_set(err, EX_OSERR, "%s: %s", path, strerror(errno));
+		close(*fd_r);
+		*fd_r = -1;
 	}
-	for (int k = 0; k < n; k++) {
-		if (rc == 0 && names[k]->d_name[0] != '.' &&
-		    inbound_maildir_one(run, maildir, names[k]->d_name, &err) == -1)
-			rc = cli_fail(&err);
-		free(names[k]);
-	}
-	free(names);
-	free(dir);
+	free(path);
+	return rc;
+}
+
+static void
+inbound_maildir_say(const struct inbound_run *run, const char *maildir)
+{
 	if (run->cli->json) {
 		json_t *o = json_pack("{s:i, s:i, s:i, s:i}", "done", (int)run->done,
 		    "ignored", (int)run->ignored, "rejected", (int)run->rejected,
@@ -542,6 +772,43 @@ inbound_maildir(struct inbound_run *run, const char *maildir)
 	} else
 		printf("%s: %ld handled, %ld ignored, %ld rejected, %ld left in new/\n",
 		    maildir, run->done, run->ignored, run->rejected, run->kept);
+}
+
+/* The database gone or the reject folder failing stops the run with
+ * EX_TEMPFAIL: what is left in new/ waits for the next. */
+static int
+inbound_maildir(struct inbound_run *run, const char *maildir)
+{
+	char *dir = xasprintf("%s/new", maildir);
+	struct dirent **names;
+	struct assent_err err;
+	int n, lock, rc = 0;
+
+	err_clear(&err);
+	if ((rc = inbound_maildir_lock(maildir, &lock, &err)) != 0) {
+		free(dir);
+		if (rc == -1)
+			return cli_fail(&err);
+		fprintf(stderr, "assent: %s: another assent inbound is at work on "
+		    "it; nothing done\n", maildir);
+		return 0;
+	}
+	if ((n = scandir(dir, &names, NULL, alphasort)) == -1) {
+		err_set(&err, EX_NOINPUT, "%s: %s", dir, strerror(errno));
+		free(dir);
+		close(lock);
+		return cli_fail(&err);
+	}
+	for (int k = 0; k < n; k++) {
+		if (rc == 0 && names[k]->d_name[0] != '.' &&
+		    inbound_maildir_one(run, maildir, names[k]->d_name, &err) == -1)
+			rc = inbound_tempfail(&err);
+		free(names[k]);
+	}
+	free(names);
+	free(dir);
+	inbound_maildir_say(run, maildir);
+	close(lock);
 	return rc;
 }
 
@@ -582,8 +849,10 @@ cmd_inbound(struct cli *cli, int argc, char **argv)
 	if (maildir != NULL && run.given != NULL)
 		return cli_usage_error("inbound: --recipient goes with one message "
 		    "on standard input, not with --maildir");
+	/* on a pipe, a configuration that does not load is the operator's to
+	 * fix: the MTA keeps the message meanwhile */
 	if ((rc = cli_conf(cli)) != 0)
-		return rc;
+		return maildir == NULL ? EX_TEMPFAIL : rc;
 	rc = maildir != NULL ? inbound_maildir(&run, maildir) : inbound_one(&run);
 	token_signer_free(run.signer);
 	keys_free(run.keys);

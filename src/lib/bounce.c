@@ -252,32 +252,59 @@ bounce_number(const char **s, bool hex, uint64_t *out)
 	return true;
 }
 
+/* A signed campaign Message-ID's token at *s (TOKEN then '@')? */
+static bool
+bounce_msgid_token(const char **s, char token[TOKEN_COMPACT_TEXT_SIZE])
+{
+	size_t i;
+
+	for (i = 0; i < TOKEN_COMPACT_TEXT_LEN; i++)
+		if (!bounce_is_base32((*s)[i]))
+			return false;
+	if ((*s)[i] != '@')
+		return false;
+	for (i = 0; i < TOKEN_COMPACT_TEXT_LEN; i++)
+		token[i] = (char)tolower((unsigned char)(*s)[i]);
+	token[i] = '\0';
+	*s += i;
+	return true;
+}
+
+/* After 'c': CAMPAIGN.TOKEN (signed), CAMPAIGN.dDELIVERY (old, unsigned)
+ * or CAMPAIGN.tNONCE (a test send); *s then at '@' or at ".ISSUED". */
+static bool
+bounce_msgid_campaign(const char **s, struct bounce_msgid *t)
+{
+	uint64_t nonce;
+
+	if (!bounce_number(s, false, &t->campaign_id) || *(*s)++ != '.')
+		return false;
+	t->kind = BOUNCE_MSGID_CAMPAIGN;
+	if (bounce_msgid_token(s, t->token))
+		return true;
+	if (**s == 'd') {
+		(*s)++;
+		return bounce_number(s, false, &t->delivery_id);
+	}
+	t->kind = BOUNCE_MSGID_TEST;
+	if (*(*s)++ != 't')
+		return false;
+	return bounce_number(s, true, &nonce);
+}
+
 /* id (without <>, up to '>' or the end) as one of our Message-IDs. */
 static bool
 bounce_msgid_parse(const char *id, struct bounce_msgid *m)
 {
 	struct bounce_msgid t = { .kind = BOUNCE_MSGID_NONE };
 	const char *s = id;
-	uint64_t a, b, issued;
+	uint64_t issued = 0;
 	size_t n;
 
 	if (*s == 'c') {
 		s++;
-		if (!bounce_number(&s, false, &a) || *s++ != '.')
+		if (!bounce_msgid_campaign(&s, &t))
 			return false;
-		if (*s == 'd') {
-			s++;
-			t.kind = BOUNCE_MSGID_CAMPAIGN;
-			if (!bounce_number(&s, false, &t.delivery_id))
-				return false;
-		} else if (*s == 't') {
-			s++;
-			t.kind = BOUNCE_MSGID_TEST;
-			if (!bounce_number(&s, true, &b))
-				return false;
-		} else
-			return false;
-		t.campaign_id = a;
 	} else if (*s == 'n') {
 		s++;
 		t.kind = BOUNCE_MSGID_NOTICE;
@@ -285,8 +312,10 @@ bounce_msgid_parse(const char *id, struct bounce_msgid *m)
 			return false;
 	} else
 		return false;
-	if (*s++ != '.' || !bounce_number(&s, true, &issued) || *s++ != '@' ||
-	    issued > INT64_MAX)
+	if (t.token[0] == '\0' && (*s++ != '.' ||
+	    !bounce_number(&s, true, &issued) || issued > INT64_MAX))
+		return false;
+	if (*s++ != '@')
 		return false;
 	n = strcspn(s, "> \t\r\n");
 	if (n == 0 || n > BOUNCE_HOST_MAX)

@@ -110,20 +110,41 @@ static const char *const bounce_policy_words[] = {
 	"rate limit", "ratelimit", "bulk mail", "junk",
 };
 
-/* The mailbox does not exist or is closed for good. */
+/* The refusal is about us, not the mailbox: our sender address or
+ * domain, or the sending host (its reverse DNS, its address). Checked
+ * before anything that would call the recipient gone: "Sender domain
+ * x does not exist" or "5.1.0 Sender denied" must not suppress a
+ * healthy address. "in reply to mail from" is Postfix's note that the
+ * MAIL FROM command itself was refused. */
+static const char *const bounce_sender_words[] = {
+	"sender address rejected", "sender denied", "sender rejected",
+	"sender domain", "sender verify", "sender verification",
+	"sender not allowed", "sender is not allowed", "in reply to mail from",
+	"ptr record", "no ptr", "reverse dns", "reverse lookup",
+	"reverse hostname", "rdns", "client host", "helo command rejected",
+	"your ip", "sending ip", "your mail server", "your server",
+};
+
+/* The mailbox does not exist or is closed for good. Each phrase names
+ * the mailbox: a bare "does not exist" may be said of our domain or
+ * host too. */
 static const char *const bounce_unknown_words[] = {
 	"user unknown", "unknown user", "no such user", "no such mailbox",
 	"no such recipient", "no such address", "no mailbox", "unknown recipient",
 	"recipient unknown", "recipient not found", "address not found",
 	"user not found", "mailbox not found", "unknown mailbox",
-	"mailbox does not exist", "does not exist", "doesn't exist",
-	"doesn't have a", "does not have a", "invalid recipient",
+	"mailbox does not exist", "mailbox doesn't exist",
+	"user does not exist", "user doesn't exist", "account does not exist",
+	"account doesn't exist", "address does not exist",
+	"address doesn't exist", "recipient does not exist",
+	"recipient doesn't exist", "account that you tried to reach does not exist",
+	"user doesn't have a", "user does not have a", "invalid recipient",
 	"invalid mailbox", "not a valid mailbox", "unknown address",
 	"address unknown", "addressee unknown", "unknown local part",
 	"unrouteable address", "recipnotfound", "account disabled",
 	"account has been disabled", "account is disabled", "mailbox disabled",
 	"mailbox is disabled", "account closed", "no longer available",
-	"user doesn't exist", "couldn't be found",
+	"couldn't be found",
 };
 
 /* Full, may empty again. */
@@ -154,6 +175,10 @@ bounce_says(const char *text, const char *const *words, size_t n)
 static enum bounce_class
 bounce_by_words(int smtp_code, const char *diagnostic, const char **why)
 {
+	if (BOUNCE_SAYS(diagnostic, bounce_sender_words)) {
+		*why = "diagnostic speaks of our sender or sending host";
+		return BOUNCE_CLASS_POLICY;
+	}
 	if (BOUNCE_SAYS(diagnostic, bounce_policy_words)) {
 		*why = "diagnostic speaks of policy or reputation";
 		return BOUNCE_CLASS_POLICY;
@@ -218,6 +243,14 @@ bounce_permanent(int subject, int detail, int smtp_code,
 		*why = "message too big";
 		return BOUNCE_CLASS_POLICY;
 	}
+	if (subject == 1 && BOUNCE_SAYS(diagnostic, bounce_sender_words)) {
+		*why = "5.1.x about our sender or sending host";
+		return BOUNCE_CLASS_POLICY;
+	}
+	/* 5.1.0 ("other address status") is Exchange's for its sender
+	 * filter as much as for a bad recipient: the words decide */
+	if (subject == 1 && detail == 0)
+		return bounce_by_words(smtp_code, diagnostic, why);
 	if (subject == 1) {
 		*why = "5.1.x: bad destination address";
 		return BOUNCE_CLASS_HARD;

@@ -200,6 +200,11 @@ static const struct conf_setting conf_settings[] = {
 	  .offset = OFF(bounce_soft_suppress_for), .def_number = 90 * 86400,
 	  .min = 3600, .max = 315360000,
 	  .description = "seconds a soft-bounce-limit suppression lasts" },
+	{ .path = "bounce.token_max_age", .type = CONF_LONG,
+	  .offset = OFF(bounce_token_max_age), .def_number = 30 * 86400,
+	  .min = 86400, .max = 31536000,
+	  .description = "seconds after sending during which a report about a "
+	  "message is acted on (older ones are stored, nothing done)" },
 
 	{ .path = "log.level", .type = CONF_STRING, .offset = OFF(log_level),
 	  .def_string = "info", .flags = CONF_NONEMPTY, .check = conf_check_level,

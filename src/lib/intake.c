@@ -23,6 +23,7 @@
 #include "assent/intake.h"
 #include "assent/ledger.h"
 #include "assent/text.h"
+#include "assent/xmalloc.h"
 
 #define INTAKE_TEXT_MAX 1000    /* bytes: sources, diagnostics */
 
@@ -39,6 +40,7 @@ struct intake_item {
 	const char *diagnostic;
 	const char *remote_mta;
 	long long raw_size;
+	bool stale;                     /* older than bounce.token_max_age */
 };
 
 /* The attributed person, under lock. */
@@ -167,22 +169,31 @@ int
 intake_lock_subscribers(PGconn *conn, const struct intake_refusal *f, size_t n,
     struct assent_err *err)
 {
-	struct buf ids;
+	struct buf ids, nids;
 	int rc;
 
 	if (n == 0)
 		return 0;
 	buf_init(&ids);
+	buf_init(&nids);
 	db_array_open(&ids);
+	db_array_open(&nids);
 	for (size_t i = 0; i < n; i++)
-		db_array_int(&ids, f[i].delivery_id);
+		if (f[i].notice_id != 0)
+			db_array_int(&nids, f[i].notice_id);
+		else
+			db_array_int(&ids, f[i].delivery_id);
 	db_array_close(&ids);
-	const char *params[] = { ids.data };
+	db_array_close(&nids);
+	const char *params[] = { ids.data, nids.data };
 	rc = db_exec(conn, NULL, err, "SELECT s.id FROM subscribers s"
 	    " WHERE s.id IN (SELECT d.subscriber_id FROM deliveries d"
-	    "                 WHERE d.id = ANY ($1::bigint[]))"
-	    " ORDER BY s.id FOR UPDATE", 1, params);
+	    "                 WHERE d.id = ANY ($1::bigint[])"
+	    "               UNION SELECT n.subscriber_id FROM notices n"
+	    "                 WHERE n.id = ANY ($2::bigint[]))"
+	    " ORDER BY s.id FOR UPDATE", 2, params);
 	buf_free(&ids);
+	buf_free(&nids);
 	return rc;
 }
 
@@ -217,6 +228,7 @@ intake_hard_seen(PGconn *conn, const struct intake_item *it, bool *seen_r,
 	snprintf(d, sizeof(d), "%lld", it->delivery_id);
 	snprintf(n, sizeof(n), "%lld", it->notice_id);
 	if (db_exec(conn, &res, err, "SELECT 1 FROM bounces WHERE class = 'hard'"
+	    " AND action <> 'none'"
 	    " AND (delivery_id = $1 OR notice_id = $2) LIMIT 1", 2, params) == -1)
 		return -1;
 	*seen_r = PQntuples(res) > 0;
@@ -279,6 +291,7 @@ intake_soft_tally(PGconn *conn, const struct intake_item *it,
 	    "           WHERE b.subscriber_id = $1 AND b.class = 'soft'"
 	    "             AND b.id > since.id"
 	    "             AND b.smtp_stage IS DISTINCT FROM 'data'"
+	    "             AND b.action <> 'none'"
 	    "          UNION ALL SELECT nullif($2::bigint, 0), nullif($3::bigint, 0),"
 	    "                           now())"
 	    " SELECT count(DISTINCT (coalesce(delivery_id, 0), coalesce(notice_id, 0))),"
@@ -449,6 +462,10 @@ intake_apply(PGconn *conn, const struct intake_ctx *c,
 			action = "erased";
 		return intake_store(conn, it, true, action, err);
 	}
+	if (it->stale) {        /* a copy of an old message: on record only */
+		res->stale++;
+		return intake_store(conn, it, false, action, err);
+	}
 	switch (it->class) {
 	case BOUNCE_CLASS_HARD:
 		rc = intake_hard(conn, c, it, &p, &action, res, err);
@@ -470,35 +487,57 @@ intake_apply(PGconn *conn, const struct intake_ctx *c,
 
 /* ---- attribution ---------------------------------------------------------------- */
 
-/* The message a verified b- or n- token names, if it fits (intake.h). */
-static int
-intake_find_message(PGconn *conn, bool notice, uint64_t id, int64_t issued,
-    struct intake_item *it, struct assent_err *err)
+static long
+intake_max_age(const struct intake_ctx *c)
 {
-	char idt[24], is[24], slack[16];
-	const char *params[] = { idt, is, slack };
+	return c->conf->bounce_token_max_age > 0 ?
+	    c->conf->bounce_token_max_age : INTAKE_TOKEN_MAX_AGE_DEFAULT;
+}
+
+/* The message a verified b- or n- token names, if it fits (intake.h):
+ * it->attributed_by set to by, *domain_r (BOUNCE_HOST_MAX + 1 bytes)
+ * the domain of the campaign's From address ("" for a notice). */
+static int
+intake_find_message(PGconn *conn, const struct intake_ctx *c, bool notice,
+    const struct token_compact *t, const char *by, struct intake_item *it,
+    char *domain_r, struct assent_err *err)
+{
+	char idt[24], is[24], slack[16], age[24];
+	const char *params[] = { idt, is, slack, age };
 	PGresult *res;
 
-	snprintf(idt, sizeof(idt), "%" PRIu64, id);
-	snprintf(is, sizeof(is), "%" PRId64, issued);
+	domain_r[0] = '\0';
+	snprintf(idt, sizeof(idt), "%" PRIu64, t->delivery_id);
+	snprintf(is, sizeof(is), "%" PRId64, t->issued_at);
 	snprintf(slack, sizeof(slack), "%d", INTAKE_MSGID_SLACK);
+	snprintf(age, sizeof(age), "%ld", intake_max_age(c));
+#define INTAKE_STALE \
+	" ($2::bigint < extract(epoch FROM now()) - $4::bigint" \
+	"  OR coalesce(m.sent_at < now() - make_interval(secs => $4::bigint)," \
+	"              false))"
 #define INTAKE_FITS \
-	"   AND state IN ('sent', 'sending', 'unknown')" \
-	"   AND CASE WHEN sent_at IS NOT NULL" \
-	"       THEN abs(extract(epoch FROM sent_at) - $2::bigint) <= $3::int" \
-	"       ELSE $2::bigint >= extract(epoch FROM created_at) - $3::int END"
+	"   AND m.state IN ('sent', 'sending', 'unknown')" \
+	"   AND CASE WHEN m.sent_at IS NOT NULL" \
+	"       THEN abs(extract(epoch FROM m.sent_at) - $2::bigint) <= $3::int" \
+	"       ELSE $2::bigint >= extract(epoch FROM m.created_at) - $3::int END"
 	if (db_exec(conn, &res, err, notice ?
-	    "SELECT 0, subscriber_id FROM notices WHERE id = $1" INTAKE_FITS :
-	    "SELECT campaign_id, subscriber_id FROM deliveries WHERE id = $1"
-	    INTAKE_FITS, 3, params) == -1)
+	    "SELECT 0, m.subscriber_id, '', " INTAKE_STALE
+	    "  FROM notices m WHERE m.id = $1" INTAKE_FITS :
+	    "SELECT m.campaign_id, m.subscriber_id,"
+	    "       lower(split_part(c.from_address, '@', 2)), " INTAKE_STALE
+	    "  FROM deliveries m JOIN campaigns c ON c.id = m.campaign_id"
+	    " WHERE m.id = $1" INTAKE_FITS, 4, params) == -1)
 		return -1;
 #undef INTAKE_FITS
+#undef INTAKE_STALE
 	if (PQntuples(res) == 1) {
-		it->attributed_by = "verp";
-		it->delivery_id = notice ? 0 : (long long)id;
-		it->notice_id = notice ? (long long)id : 0;
+		it->attributed_by = by;
+		it->delivery_id = notice ? 0 : (long long)t->delivery_id;
+		it->notice_id = notice ? (long long)t->delivery_id : 0;
 		it->campaign_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 		it->subscriber_id = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+		snprintf(domain_r, BOUNCE_HOST_MAX + 1, "%s", PQgetvalue(res, 0, 2));
+		it->stale = PQgetvalue(res, 0, 3)[0] == 't';
 	}
 	PQclear(res);
 	return 0;
@@ -510,6 +549,7 @@ intake_by_verp(PGconn *conn, const struct intake_ctx *c,
     struct assent_err *err)
 {
 	const char *ours = c->conf->sender_bounce_domain;
+	char domain[BOUNCE_HOST_MAX + 1];
 	struct token_compact t;
 	struct assent_err ignored;
 
@@ -524,43 +564,40 @@ intake_by_verp(PGconn *conn, const struct intake_ctx *c,
 	    r->verp.kind == BOUNCE_TOKEN_NOTICE ? TOKEN_NOTICE : TOKEN_BOUNCE,
 	    (int64_t)time(NULL), &t, &ignored) == -1)
 		return 0;
-	return intake_find_message(conn, r->verp.kind == BOUNCE_TOKEN_NOTICE,
-	    t.delivery_id, t.issued_at, it, err);
+	return intake_find_message(conn, c, r->verp.kind == BOUNCE_TOKEN_NOTICE,
+	    &t, "verp", it, domain, err);
 }
 
-/* An ARF report's original, by our Message-ID (intake.h). */
+/* An ARF report's original, by our signed Message-ID (intake.h): the
+ * token verifies, names a delivery of the campaign the Message-ID
+ * names, at that campaign's From domain, and fits the delivery's send
+ * time. The old unsigned form and notices' Message-IDs never do. */
 static int
-intake_by_message_id(PGconn *conn, const struct bounce_report *r,
-    struct intake_item *it, struct assent_err *err)
+intake_by_message_id(PGconn *conn, const struct intake_ctx *c,
+    const struct bounce_report *r, struct intake_item *it,
+    struct assent_err *err)
 {
-	char d[24], cam[24], is[24], slack[16];
-	const char *params[] = { d, cam, r->msgid.domain, is, slack };
-	PGresult *res;
+	const struct bounce_msgid *m = &r->msgid;
+	struct intake_item found = *it;
+	char domain[BOUNCE_HOST_MAX + 1];
+	struct token_compact t;
+	struct assent_err ignored;
 
-	if (r->kind != BOUNCE_KIND_ARF || r->msgid.kind != BOUNCE_MSGID_CAMPAIGN)
+	if (r->kind != BOUNCE_KIND_ARF || m->kind != BOUNCE_MSGID_CAMPAIGN ||
+	    m->token[0] == '\0' || m->campaign_id == 0 ||
+	    m->campaign_id > (uint64_t)INT64_MAX)
 		return 0;
-	snprintf(d, sizeof(d), "%" PRIu64, r->msgid.delivery_id);
-	snprintf(cam, sizeof(cam), "%" PRIu64, r->msgid.campaign_id);
-	snprintf(is, sizeof(is), "%" PRId64, r->msgid.issued_at);
-	snprintf(slack, sizeof(slack), "%d", INTAKE_MSGID_SLACK);
-	if (r->msgid.delivery_id > (uint64_t)INT64_MAX ||
-	    r->msgid.campaign_id > (uint64_t)INT64_MAX)
+	if (token_compact_verify(c->signer, m->token, TOKEN_BOUNCE,
+	    (int64_t)time(NULL), &t, &ignored) == -1)
 		return 0;
-	if (db_exec(conn, &res, err, "SELECT d.subscriber_id FROM deliveries d"
-	    " JOIN campaigns c ON c.id = d.campaign_id"
-	    " WHERE d.id = $1 AND d.campaign_id = $2"
-	    "   AND lower(split_part(c.from_address, '@', 2)) = $3"
-	    "   AND d.sent_at IS NOT NULL"
-	    "   AND abs(extract(epoch FROM d.sent_at) - $4::bigint) <= $5::int",
-	    5, params) == -1)
+	if (intake_find_message(conn, c, false, &t, "message-id", &found,
+	    domain, err) == -1)
 		return -1;
-	if (PQntuples(res) == 1) {
-		it->attributed_by = "message-id";
-		it->delivery_id = (long long)r->msgid.delivery_id;
-		it->campaign_id = (long long)r->msgid.campaign_id;
-		it->subscriber_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-	}
-	PQclear(res);
+	if (found.attributed_by == NULL ||
+	    found.campaign_id != (long long)m->campaign_id ||
+	    strcmp(domain, m->domain) != 0)
+		return 0;
+	*it = found;
 	return 0;
 }
 
@@ -591,34 +628,95 @@ intake_item_of(const struct bounce_report *r, const struct bounce_recipient *b,
 	    r->reporting_mta;
 }
 
+/* Is address (as a report gave it) the one whose key is key? */
+static bool
+intake_same_address(const char *address, const char *key)
+{
+	struct assent_err ignored;
+	struct addr a;
+
+	return address[0] != '\0' && addr_parse(address, &a, &ignored) == 0 &&
+	    strcmp(a.key, key) == 0;
+}
+
+/* Which recipient blocks of a DSN attributed to a person are that
+ * person's (intake.h): match[i] for each, and *single_r the index of
+ * the one failure to act on, downgraded, when none matches (or -1). */
+static int
+intake_match_blocks(PGconn *conn, const struct bounce_report *r,
+    const struct intake_item *who, bool *match, long *single_r,
+    struct assent_err *err)
+{
+	struct intake_person p;
+	size_t failures = 0, matched = 0;
+
+	*single_r = -1;
+	if (intake_lock_person(conn, who->subscriber_id, &p, err) == -1)
+		return -1;
+	for (size_t i = 0; i < r->nrecipients; i++) {
+		const struct bounce_recipient *b = &r->recipients[i];
+
+		/* an erased person: nothing is done nor kept either way */
+		match[i] = p.erased ||
+		    intake_same_address(b->final_recipient, p.key) ||
+		    intake_same_address(b->original_recipient, p.key);
+		matched += match[i];
+		if (b->class != BOUNCE_CLASS_NONE &&
+		    b->class != BOUNCE_CLASS_COMPLAINT) {
+			failures++;
+			if (*single_r == -1)
+				*single_r = (long)i;
+		}
+	}
+	if (matched > 0 || failures != 1)
+		*single_r = -1;
+	return 0;
+}
+
 static int
 intake_report_in(PGconn *conn, const struct intake_ctx *c,
     const struct bounce_report *r, size_t raw_size, struct intake_result *res,
     struct assent_err *err)
 {
 	struct intake_item who = { .attributed_by = NULL };
+	bool *match = NULL;
+	long single = -1;
+	int rc = -1;
 
 	if (intake_by_verp(conn, c, r, &who, err) == -1)
 		return -1;
 	if (who.attributed_by == NULL &&
-	    intake_by_message_id(conn, r, &who, err) == -1)
+	    intake_by_message_id(conn, c, r, &who, err) == -1)
 		return -1;
-	if (who.attributed_by != NULL) {
-		res->attributed = true;
-		snprintf(res->attributed_by, sizeof(res->attributed_by), "%s",
-		    who.attributed_by);
-		res->delivery_id = who.delivery_id;
-		res->notice_id = who.notice_id;
+	if (who.attributed_by != NULL && r->kind != BOUNCE_KIND_ARF &&
+	    r->nrecipients > 0) {
+		match = xcalloc(r->nrecipients, sizeof(*match));
+		if (intake_match_blocks(conn, r, &who, match, &single, err) == -1)
+			goto fail;
 	}
 	for (size_t i = 0; i == 0 || i < r->nrecipients; i++) {
 		struct intake_item it = who;
 
+		if (match != NULL && !match[i] && (long)i != single)
+			it = (struct intake_item){ .attributed_by = NULL };
 		intake_item_of(r, r->nrecipients > 0 ? &r->recipients[i] : NULL,
 		    raw_size, &it);
+		if ((long)i == single && it.class == BOUNCE_CLASS_HARD)
+			it.class = BOUNCE_CLASS_SOFT;   /* maybe a dead forward */
+		if (it.attributed_by != NULL && !res->attributed) {
+			res->attributed = true;
+			snprintf(res->attributed_by, sizeof(res->attributed_by),
+			    "%s", it.attributed_by);
+			res->delivery_id = it.delivery_id;
+			res->notice_id = it.notice_id;
+		}
 		if (intake_apply(conn, c, &it, res, err) == -1)
-			return -1;
+			goto fail;
 	}
-	return 0;
+	rc = 0;
+fail:
+	free(match);
+	return rc;
 }
 
 int
@@ -667,9 +765,12 @@ intake_refusal_item(PGconn *conn, const struct intake_refusal *f,
 	const char *params[] = { d };
 	PGresult *res;
 
-	snprintf(d, sizeof(d), "%lld", f->delivery_id);
-	if (db_exec(conn, &res, err, "SELECT campaign_id, subscriber_id"
-	    " FROM deliveries WHERE id = $1", 1, params) == -1)
+	snprintf(d, sizeof(d), "%lld", f->notice_id != 0 ? f->notice_id :
+	    f->delivery_id);
+	if (db_exec(conn, &res, err, f->notice_id != 0 ?
+	    "SELECT NULL, subscriber_id FROM notices WHERE id = $1" :
+	    "SELECT campaign_id, subscriber_id FROM deliveries WHERE id = $1",
+	    1, params) == -1)
 		return -1;
 	*found_r = PQntuples(res) == 1;
 	if (*found_r) {
@@ -679,7 +780,8 @@ intake_refusal_item(PGconn *conn, const struct intake_refusal *f,
 	PQclear(res);
 	it->source = "smtp";
 	it->attributed_by = "smtp";
-	it->delivery_id = f->delivery_id;
+	it->delivery_id = f->notice_id != 0 ? 0 : f->delivery_id;
+	it->notice_id = f->notice_id;
 	it->class = intake_refusal_class(f, NULL);
 	it->status = f->enhanced;
 	it->smtp_code = f->code;

@@ -7,6 +7,7 @@
 
 #include "assent/addr.h"
 #include "assent/db.h"
+#include "assent/intake.h"
 #include "assent/mime.h"
 #include "assent/notice.h"
 #include "assent/render.h"
@@ -493,10 +494,8 @@ notice_prepare(struct notice_sender *ns)
 
 struct notice_outcomes {
 	struct buf ids, states, tried, delays, replies;
-	const char *bounce_keys[NOTICE_BATCH];
-	char bounce_sources[NOTICE_BATCH][SUPPRESS_SOURCE_MAX + 1];
-	const char *bounce_source_ptrs[NOTICE_BATCH];
-	size_t nbounces;
+	struct intake_refusal refusals[NOTICE_BATCH];   /* for intake.h */
+	size_t nrefusals;
 };
 
 static void
@@ -522,16 +521,30 @@ notice_outcome(struct notice_sender *ns, struct notice_outcomes *o,
 	sender_judge(ns->conf, m, r->attempts, &v);
 	sender_count(&v, &st->sent, &st->failed, &st->retried, &st->unknown,
 	    &st->deferred);
-	if (v.hard_bounce) {
-		size_t b = o->nbounces++;
-
-		snprintf(o->bounce_sources[b], sizeof(o->bounce_sources[b]),
-		    "relay refused confirmation request %" PRIu64 ": %s", r->id,
-		    reply);
-		o->bounce_keys[b] = r->key;
-		o->bounce_source_ptrs[b] = o->bounce_sources[b];
-	}
+	if (sender_refusal(m, reply, &o->refusals[o->nrefusals]))
+		o->refusals[o->nrefusals++].notice_id = (long long)r->id;
 	notice_outcome_add(o, r, v.state, v.tried, v.delay, reply);
+}
+
+/* The refusals of the notices the UPDATE wrote (res: their ids), to
+ * intake, as the sender does for deliveries. */
+static int
+notice_refusals_write(struct notice_sender *ns, PGconn *conn,
+    const struct notice_outcomes *o, const PGresult *res,
+    struct assent_err *err)
+{
+	struct intake_ctx ctx = { .conf = ns->conf, .added_by = "assentd" };
+	struct intake_refusal written[NOTICE_BATCH];
+	size_t n = 0;
+
+	for (size_t i = 0; i < o->nrefusals; i++)
+		for (int row = 0; row < PQntuples(res); row++)
+			if (strtoll(PQgetvalue(res, row, 0), NULL, 10) ==
+			    o->refusals[i].notice_id) {
+				written[n++] = o->refusals[i];
+				break;
+			}
+	return intake_refusals_in(conn, &ctx, written, n, NULL, err);
 }
 
 static int
@@ -540,6 +553,7 @@ notice_record(struct notice_sender *ns, PGconn *conn, struct notice_stats *st,
 {
 	struct notice_outcomes o;
 	const char *params[5];
+	PGresult *res = NULL;
 	int rc = -1;
 
 	memset(&o, 0, sizeof(o));
@@ -563,9 +577,11 @@ notice_record(struct notice_sender *ns, PGconn *conn, struct notice_stats *st,
 	params[3] = o.delays.data; params[4] = o.replies.data;
 	if (db_begin(conn, err) == -1)
 		goto done;
-	/* a reply may quote the address: not kept once the person was
-	 * erased (an erasure waiting on these rows sees them after) */
-	if (db_exec(conn, NULL, err, "UPDATE notices n SET state = x.state,"
+	/* the refused people first (the lock order of every path); a
+	 * reply may quote the address: not kept once the person was erased
+	 * (an erasure waiting on these rows sees them after) */
+	if (intake_lock_subscribers(conn, o.refusals, o.nrefusals, err) == -1 ||
+	    db_exec(conn, &res, err, "UPDATE notices n SET state = x.state,"
 	    " attempts = n.attempts + x.tried,"
 	    " next_attempt_at = now() + make_interval(secs => x.delay),"
 	    " detail = CASE WHEN s.email_key IS NULL THEN NULL"
@@ -574,13 +590,14 @@ notice_record(struct notice_sender *ns, PGconn *conn, struct notice_stats *st,
 	    " FROM unnest($1::bigint[], $2::text[], $3::int[], $4::int[], $5::text[])"
 	    "   AS x(id, state, tried, delay, reply), subscribers s"
 	    " WHERE n.id = x.id AND n.state = 'sending'"
-	    "   AND s.id = n.subscriber_id", 5, params) == -1 ||
-	    (o.nbounces > 0 && suppress_add_bounces(conn, o.bounce_keys,
-	    o.bounce_source_ptrs, o.nbounces, "assentd", err) == -1) ||
+	    "   AND s.id = n.subscriber_id RETURNING n.id", 5, params) == -1 ||
+	    notice_refusals_write(ns, conn, &o, res, err) == -1 ||
 	    db_commit(conn, err) == -1) {
+		PQclear(res);
 		db_rollback(conn);
 		goto done;
 	}
+	PQclear(res);
 	rc = 0;
 done:
 	buf_free(&o.ids); buf_free(&o.states); buf_free(&o.tried);

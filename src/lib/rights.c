@@ -914,10 +914,11 @@ rights_erase_sending(PGconn *conn, const struct rights_person *p,
 	    " diagnostic = NULL WHERE subscriber_id = $1"
 	    " AND (recipient IS NOT NULL OR diagnostic IS NOT NULL)", 1,
 	    idp) == -1 ||
+	    /* a report may name the person while it is attributed to
+	     * someone else (a forward) or to nobody */
 	    db_exec(conn, NULL, err, "UPDATE bounces SET recipient = NULL,"
-	    " diagnostic = NULL WHERE subscriber_id IS NULL"
-	    " AND recipient IS NOT NULL AND lower(recipient) = $1", 1,
-	    keyp) == -1)
+	    " diagnostic = NULL WHERE recipient IS NOT NULL"
+	    " AND lower(recipient) = $1", 1, keyp) == -1)
 		return -1;
 	return db_exec(conn, NULL, err, "UPDATE test_sends SET email = '(erased)',"
 	    " detail = '' WHERE lower(email) = $1", 1, keyp);

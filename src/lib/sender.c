@@ -697,25 +697,35 @@ sender_judge(const struct assent_conf *conf, const struct transport_msg *m,
 	}
 }
 
+bool
+sender_refusal(const struct transport_msg *m, const char *reply,
+    struct intake_refusal *f)
+{
+	if ((m->outcome != TRANSPORT_PERMFAIL &&
+	    m->outcome != TRANSPORT_TEMPFAIL) || m->code < 400 ||
+	    m->code > 599 || (m->stage != TRANSPORT_STAGE_RCPT &&
+	    m->stage != TRANSPORT_STAGE_DATA))
+		return false;
+	memset(f, 0, sizeof(*f));
+	f->at_rcpt = m->stage == TRANSPORT_STAGE_RCPT;
+	f->code = m->code;
+	snprintf(f->enhanced, sizeof(f->enhanced), "%s", m->enhanced);
+	snprintf(f->reply, sizeof(f->reply), "%s", reply);
+	return true;
+}
+
 /* A refusal by the relay (4xx or 5xx at RCPT or after the data) goes
  * to intake with the outcome. */
 static void
 sender_add_refusal(struct sender_outcomes *o, const struct transport_msg *m,
     const struct sender_row *r, const char *reply)
 {
-	struct intake_refusal *f;
+	struct intake_refusal *f = &o->refusals[o->nrefusals];
 
-	if ((m->outcome != TRANSPORT_PERMFAIL &&
-	    m->outcome != TRANSPORT_TEMPFAIL) || m->code < 400 ||
-	    m->code > 599 || (m->stage != TRANSPORT_STAGE_RCPT &&
-	    m->stage != TRANSPORT_STAGE_DATA))
+	if (!sender_refusal(m, reply, f))
 		return;
-	f = &o->refusals[o->nrefusals++];
 	f->delivery_id = (long long)r->id;
-	f->at_rcpt = m->stage == TRANSPORT_STAGE_RCPT;
-	f->code = m->code;
-	snprintf(f->enhanced, sizeof(f->enhanced), "%s", m->enhanced);
-	snprintf(f->reply, sizeof(f->reply), "%s", reply);
+	o->nrefusals++;
 }
 
 /* One delivery's outcome into o. */

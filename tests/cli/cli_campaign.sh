@@ -301,6 +301,8 @@ assert_out_contains "complained:   0 (spam complaints about it)" \
 	"what complained counts"
 assert_out_contains "unsubscribed: 0 (through its links)" \
 	"and that unsubscribed counts its links only"
+assert_out_contains "bounces:      0 hard, 0 soft, 0 policy, 0 complaint" \
+	"and the bounces by class"
 run_cli --json campaign report spring
 assert_eq "$(py 'print(d["sent"], d["suppressed"]["total"], d["bounced"], d["unsubscribed"], d["not_sent"])')" \
 	"1 0 0 0 0" "report --json parses"

@@ -84,4 +84,66 @@ assert_rc 65 "an unknown campaign"
 run_cli bounces ls --limit 0
 assert_rc 64 "a bad limit"
 
+# Larger than what is parsed (10 MB): kept whole in the reject folder,
+# from standard input (spooled there first) as from a Maildir (moved)
+BIG=$CLI_TMP/big.eml
+{ printf 'From: someone@example.com\nTo: b-nope@bounce.example.org\nSubject: big\n\n'
+  head -c 11534336 /dev/zero | tr '\0' 'x' | fold -w 99; } >"$BIG"
+mkdir -p "$CLI_TMP/reject3"
+run_cli_stdin "$BIG" inbound --reject "$CLI_TMP/reject3"
+assert_rc 0 "an 11 MB message with --reject is kept"
+cmp -s "$BIG" "$(find "$CLI_TMP/reject3" -type f -name '*.eml')"
+assert_eq "$?" "0" "whole, not its first 10 MB"
+run_cli_stdin "$CORPUS/autoreply-x-autoreply.eml" inbound --reject "$CLI_TMP/reject3"
+assert_rc 0 "a message that is handled"
+assert_eq "$(ls -A "$CLI_TMP/reject3" | wc -l)" "1" "leaves nothing in the reject folder (its spool is gone)"
+MD3=$CLI_TMP/Maildir3
+mkdir -p "$MD3/new" "$MD3/cur" "$MD3/tmp"
+cp "$BIG" "$MD3/new/1.big"
+run_cli inbound --maildir "$MD3" --reject "$CLI_TMP/reject3"
+assert_rc 0 "an 11 MB message in a Maildir"
+assert_out_contains "0 handled, 0 ignored, 1 rejected, 0 left in new/" "is rejected"
+assert_eq "$(find "$CLI_TMP/reject3" -type f -newer "$BIG" -name '*.eml' -size +11000k | wc -l)" "2" \
+	"and moved whole into the reject folder"
+
+# On a pipe, whatever is ours to fix exits 75 (EX_TEMPFAIL): the MTA
+# keeps the message and tries again, instead of returning it
+run_cli_stdin "$CORPUS/junk-newsletter.eml" inbound --reject "$CLI_TMP/no-such-dir"
+assert_rc 75 "a reject folder that cannot be written: try again"
+mv "$CLI_TMP/keys.conf" "$CLI_TMP/keys.conf.away"
+run_cli_stdin "$CORPUS/postfix-user-unknown.eml" inbound
+assert_rc 75 "a keys file that cannot be loaded: try again"
+mv "$CLI_TMP/keys.conf.away" "$CLI_TMP/keys.conf"
+CLI_STDIN=$CORPUS/postfix-user-unknown.eml run_bin -c "$CLI_TMP/no-such.conf" inbound
+assert_rc 75 "a configuration that does not load: try again"
+
+# Entries of new/ that cannot be read are left there and said; the
+# messages after them are handled
+MD4=$CLI_TMP/Maildir4
+mkdir -p "$MD4/new/0.dir" "$MD4/cur" "$MD4/tmp"
+mkfifo "$MD4/new/1.fifo"
+ln -s "$CORPUS/autoreply-precedence.eml" "$MD4/new/2.link"
+cp "$CORPUS/autoreply-x-autoreply.eml" "$MD4/new/3.host"
+run_cli inbound --maildir "$MD4"
+assert_rc 0 "a directory, a FIFO and a symbolic link in new/"
+assert_out_contains "0 handled, 1 ignored, 0 rejected, 3 left in new/" "are left and counted"
+assert_err_contains "0.dir: not a regular file" "saying which"
+assert_eq "$(ls "$MD4/cur")" "3.host:2,S" "the message after them is handled"
+
+# One run a Maildir at a time
+cp "$CORPUS/autoreply-x-autoreply.eml" "$MD4/new/4.host"
+_cli_run flock "$MD4/.assent-inbound.lock" "$ASSENT_BIN" -c "$CONF" inbound --maildir "$MD4"
+assert_rc 0 "a Maildir another run is at"
+assert_err_contains "another assent inbound is at work on it" "says so"
+[ -e "$MD4/new/4.host" ]
+assert_eq "$?" "0" "and touches nothing"
+
+# --classify over the reject folder: a NAME.tmp (a copy a crash cut
+# short) is no message
+printf 'From: x@example.com\n' >"$CLI_TMP/reject2/1.2.3.eml.tmp"
+run_cli inbound --classify "$CLI_TMP/reject2"
+assert_rc 0 "inbound --classify REJECT-FOLDER"
+assert_out_contains "reject2/" "classifies what was kept"
+assert_out_lacks ".tmp" "and not a leftover temporary"
+
 finish

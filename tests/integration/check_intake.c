@@ -8,6 +8,7 @@
  */
 #include <sys/stat.h>
 #include <check.h>
+#include <ctype.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -19,12 +20,15 @@
 #include <jansson.h>
 
 #include "assent/bounce.h"
+#include "assent/buf.h"
 #include "assent/campaign.h"
+#include "assent/compose.h"
 #include "assent/conf.h"
 #include "assent/intake.h"
 #include "assent/keys.h"
 #include "assent/ledger.h"
 #include "assent/lists.h"
+#include "assent/mime.h"
 #include "assent/rights.h"
 #include "assent/suppress.h"
 #include "assent/token.h"
@@ -203,17 +207,50 @@ intake(const struct bounce_report *r, struct intake_result *res)
 	    "%s", err.msg);
 }
 
-/* A hard DSN for delivery id, processed; the report is freed. */
+/* sample() with every from in the text replaced by to first. */
+static void
+sample_edited(const char *file, const char *from, const char *to,
+    const char *prefix, const char *token, struct bounce_report *r)
+{
+	char *text = sample_text(file), *edited = replace_all(text, from, to);
+	char verp[64], want[64];
+
+	bounce_parse(edited, strlen(edited), NULL, r);
+	if (token != NULL) {
+		char *again;
+
+		ck_assert_msg(r->verp.kind == BOUNCE_TOKEN_BOUNCE, "%s: no token",
+		    file);
+		snprintf(verp, sizeof(verp), "b-%s", r->verp.token);
+		snprintf(want, sizeof(want), "%s%s", prefix, token);
+		again = replace_all(edited, verp, want);
+		bounce_report_free(r);
+		bounce_parse(again, strlen(again), NULL, r);
+		free(again);
+	}
+	free(edited);
+	free(text);
+}
+
+/* A hard DSN for delivery id, reporting its own recipient (the
+ * sample's bob@example.net replaced by the delivery's address),
+ * processed; the report is freed. */
 static void
 hard_dsn(long long id, struct intake_result *res)
 {
-	char tok[TOKEN_COMPACT_TEXT_SIZE];
+	char tok[TOKEN_COMPACT_TEXT_SIZE], sql[256], *email;
 	struct bounce_report r;
 
+	snprintf(sql, sizeof(sql), "SELECT coalesce(s.email, 'gone@example.org')"
+	    " FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id"
+	    " WHERE d.id = %lld", id);
+	email = testhelp_query_text(conn, sql);
 	make_token(id, (int64_t)time(NULL), tok);
-	sample("postfix-user-unknown.eml", "b-", tok, &r);
+	sample_edited("postfix-user-unknown.eml", "bob@example.net", email, "b-",
+	    tok, &r);
 	intake(&r, res);
 	bounce_report_free(&r);
+	free(email);
 }
 
 static void
@@ -255,7 +292,7 @@ START_TEST(test_hard_bounce)
 	ck_assert_int_eq(count("SELECT count(*) FROM bounces WHERE delivery_id = %lld"
 	    " AND campaign_id = 1 AND class = 'hard' AND source = 'dsn'"
 	    " AND attributed_by = 'verp' AND action = 'hard-bounce'"
-	    " AND status = '5.1.1' AND recipient = 'bob@example.net'"
+	    " AND status = '5.1.1' AND recipient = 'ann@example.org'"
 	    " AND remote_mta IS NOT NULL AND raw_size > 1000"
 	    " AND subscriber_id = (SELECT id FROM subscribers"
 	    "   WHERE email = 'ann@example.org')", ann), 1);
@@ -495,60 +532,323 @@ START_TEST(test_complaint_verp)
 }
 END_TEST
 
-/* A redacted complaint found through our Message-ID; with an issue time
- * that is not the delivery's send time, or another domain: nobody. */
+/* The sample arf-msgid-only.eml with its Message-ID left part and
+ * domain replaced, parsed and taken in; the report's result in *res. */
+static void
+complaint_by_msgid(const char *left, const char *domain,
+    struct intake_result *res)
+{
+	char *text = sample_text("arf-msgid-only.eml"), *edited, id[256];
+	struct bounce_report r;
+
+	snprintf(id, sizeof(id), "<%s@%s>", left, domain);
+	edited = replace_all(text, "<c12.rx2kq7mzvd4hb6wuc3tnfj5ypeals7gixo2dq4vnkm6"
+	    "zhbw3@example.org>", id);
+	ck_assert_msg(strcmp(edited, text) != 0, "the sample's Message-ID moved");
+	bounce_parse(edited, strlen(edited), NULL, &r);
+	ck_assert_int_eq(r.kind, BOUNCE_KIND_ARF);
+	ck_assert_int_eq(r.verp.kind, BOUNCE_TOKEN_NONE);
+	intake(&r, res);
+	bounce_report_free(&r);
+	free(edited);
+	free(text);
+}
+
+/* A redacted complaint found through our signed Message-ID
+ * (<cCAMPAIGN.TOKEN@FROMDOMAIN>); nobody through the old unsigned form
+ * (anybody can write one), a forged or altered token, another
+ * campaign, another domain, another purpose, the wrong time. */
 START_TEST(test_complaint_message_id)
 {
 	long long bob = delivery_of("bob@example.net", 1);
+	int64_t now = (int64_t)time(NULL);
+	char good[TOKEN_COMPACT_TEXT_SIZE], early[TOKEN_COMPACT_TEXT_SIZE];
+	char notice[TOKEN_COMPACT_TEXT_SIZE], bad[TOKEN_COMPACT_TEXT_SIZE];
+	char left[8][128];
 	struct {
-		long offset;
+		const char *left;
 		const char *domain;
-		bool attributed;
-	} cases[] = {
-		{ -7200, "example.org", false },
-		{ 0, "example.com", false },
-		{ 0, "example.org", true },
+	} refused[] = {
+		{ left[0], "example.org" },     /* old form: c1.dBOB.ISSUED */
+		{ left[1], "example.com" },     /* not the campaign's domain */
+		{ left[2], "example.org" },     /* another campaign */
+		{ left[3], "example.org" },     /* one character changed */
+		{ left[4], "example.org" },     /* issued 2 hours before */
+		{ left[5], "example.org" },     /* a notice token */
+		{ left[6], "example.org" },     /* a test send's form */
 	};
+	struct intake_result res;
 
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		char *text = sample_text("arf-msgid-only.eml"), *edited, id[128];
-		struct intake_result res;
-		struct bounce_report r;
-
-		snprintf(id, sizeof(id), "c1.d%lld.%" PRIx64 "@%s", bob,
-		    (uint64_t)(time(NULL) + cases[i].offset), cases[i].domain);
-		edited = replace_all(text, "c12.d3474.673c7d40@example.org", id);
-		bounce_parse(edited, strlen(edited), NULL, &r);
-		ck_assert_int_eq(r.msgid.kind, BOUNCE_MSGID_CAMPAIGN);
-		intake(&r, &res);
-		ck_assert_msg(res.attributed == cases[i].attributed, "case %zu", i);
-		if (res.attributed)
-			ck_assert_str_eq(res.attributed_by, "message-id");
-		bounce_report_free(&r);
-		free(edited);
-		free(text);
-		if (!cases[i].attributed)
-			ck_assert_int_eq(count("SELECT count(*) FROM suppressions"), 0);
+	make_token(bob, now, good);
+	make_token(bob, now - 7200, early);
+	make_token_for(TOKEN_NOTICE, bob, now, notice);
+	snprintf(bad, sizeof(bad), "%s", good);
+	bad[20] = bad[20] == 'a' ? 'b' : 'a';
+	snprintf(left[0], sizeof(left[0]), "c1.d%lld.%" PRIx64, bob,
+	    (uint64_t)now);
+	snprintf(left[1], sizeof(left[1]), "c1.%s", good);
+	snprintf(left[2], sizeof(left[2]), "c2.%s", good);
+	snprintf(left[3], sizeof(left[3]), "c1.%s", bad);
+	snprintf(left[4], sizeof(left[4]), "c1.%s", early);
+	snprintf(left[5], sizeof(left[5]), "c1.%s", notice);
+	snprintf(left[6], sizeof(left[6]), "c1.t%llx.%" PRIx64,
+	    (unsigned long long)bob, (uint64_t)now);
+	snprintf(left[7], sizeof(left[7]), "c1.%s", good);
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		complaint_by_msgid(refused[i].left, refused[i].domain, &res);
+		ck_assert_msg(!res.attributed, "case %zu attributed by %s", i,
+		    res.attributed_by);
 	}
+	ck_assert_int_eq(count("SELECT count(*) FROM suppressions"), 0);
+	ck_assert_int_eq(count("SELECT count(*) FROM subscriptions"
+	    " WHERE status = 'unsubscribed'"), 0);
+	ck_assert_int_eq(count("SELECT count(*) FROM bounces WHERE attributed_by"
+	    " IS NULL AND action = 'none' AND class = 'complaint'"), 7);
+
+	/* the signed one, as compose makes it: upper case is the same */
+	for (char *c = left[7]; *c != '\0'; c++)
+		*c = (char)toupper((unsigned char)*c);
+	left[7][0] = 'c';
+	complaint_by_msgid(left[7], "Example.ORG", &res);
+	ck_assert(res.attributed);
+	ck_assert_str_eq(res.attributed_by, "message-id");
+	ck_assert_int_eq(res.delivery_id, bob);
 	assert_complaint_effect("bob@example.net");
 	ck_assert_int_eq(count("SELECT count(*) FROM bounces WHERE attributed_by"
-	    " = 'message-id' AND delivery_id = %lld", bob), 1);
-	/* a Message-ID never attributes a DSN */
+	    " = 'message-id' AND delivery_id = %lld AND campaign_id = 1", bob), 1);
+	/* ann is untouched */
+	ck_assert_int_eq(count("SELECT count(*) FROM subscriptions x JOIN"
+	    " subscribers s ON s.id = x.subscriber_id WHERE s.email ="
+	    " 'ann@example.org' AND x.status = 'confirmed'"), 2);
+	/* a Message-ID never attributes a DSN, signed or not */
 	{
 		char *text = sample_text("exim-dsn.eml"), *edited, id[128];
-		struct intake_result res;
 		struct bounce_report r;
 
-		snprintf(id, sizeof(id), "c1.d%lld.%" PRIx64 "@example.org", bob,
-		    (uint64_t)time(NULL));
+		snprintf(id, sizeof(id), "c1.%s@example.org", good);
 		edited = replace_all(text, "c12.d3461.673c7d40@example.org", id);
 		bounce_parse(edited, strlen(edited), NULL, &r);
+		ck_assert_str_eq(r.msgid.token, good);
 		intake(&r, &res);
 		ck_assert(!res.attributed);
 		bounce_report_free(&r);
 		free(edited);
 		free(text);
 	}
+}
+END_TEST
+
+/* End to end: the Message-ID compose gives a delivery is the signed
+ * form (campaign, then the delivery's bounce token) and attributes a
+ * redacted complaint about it to that delivery; a test send's is not. */
+START_TEST(test_complaint_composed_message_id)
+{
+	long long bob = delivery_of("bob@example.net", 1);
+	struct campaign_list lists[] = { { .id = 1, .name = "news" } };
+	struct campaign c = { .id = 1, .name = "spring", .subject = "News",
+	    .from_name = "", .from_address = "news@example.org",
+	    .body_text = "Hello. {{ unsubscribe_url }} {{ sender.postal_address }}",
+	    .lists = lists,
+	    .nlists = 1 };
+	struct compose_recipient rcpt = { .delivery_id = (uint64_t)bob,
+	    .subscriber_id = testhelp_subscriber_id(conn, "bob@example.net"),
+	    .list_id = 1, .email = "bob@example.net" };
+	char envelope[COMPOSE_ENVELOPE_MAX], left[128], *at;
+	const char *id;
+	struct intake_result res;
+	struct token_compact t;
+	struct assent_err err;
+	struct compose *cp;
+	struct buf out;
+
+	w.conf.http_base_url = "https://lists.example.org";
+	w.conf.sender_postal_address = "1 Main Street, Example";
+	w.conf.sender_organisation = "Example";
+	ck_assert_msg(compose_new(&c, &w.conf, w.signer, &cp, &err) == 0, "%s",
+	    err.msg);
+	buf_init(&out);
+	ck_assert_msg(compose_message(cp, &rcpt, time(NULL), &out, envelope,
+	    &err) == 0, "%s", err.msg);
+	id = strstr(out.data, "\r\nMessage-ID: <");
+	ck_assert_ptr_nonnull(id);
+	id += strlen("\r\nMessage-ID: <");
+	at = strchr(id, '@');
+	ck_assert_ptr_nonnull(at);
+	ck_assert_uint_le((size_t)(at - id), MIME_ID_LEFT_MAX);
+	snprintf(left, sizeof(left), "%.*s", (int)(at - id), id);
+	ck_assert_msg(strncmp(left, "c1.", 3) == 0 && strlen(left) ==
+	    3 + TOKEN_COMPACT_TEXT_LEN, "Message-ID left part %s", left);
+	ck_assert_msg(token_compact_verify(w.signer, left + 3, TOKEN_BOUNCE,
+	    (int64_t)time(NULL), &t, &err) == 0, "%s", err.msg);
+	ck_assert_int_eq((long long)t.delivery_id, bob);
+	ck_assert_msg(strncmp(at, "@example.org>", 13) == 0, "%.20s", at);
+	complaint_by_msgid(left, "example.org", &res);
+	ck_assert(res.attributed);
+	ck_assert_str_eq(res.attributed_by, "message-id");
+	ck_assert_int_eq(res.delivery_id, bob);
+	assert_complaint_effect("bob@example.net");
+
+	/* a test send: random, unsigned, not taken for anybody's */
+	rcpt.delivery_id = rcpt.subscriber_id = 0;
+	ck_assert_msg(compose_message(cp, &rcpt, time(NULL), &out, envelope,
+	    &err) == 0, "%s", err.msg);
+	id = strstr(out.data, "\r\nMessage-ID: <c1.t");
+	ck_assert_ptr_nonnull(id);
+	buf_free(&out);
+	compose_free(cp);
+}
+END_TEST
+
+/* A report about a message older than bounce.token_max_age (its copy
+ * travelled for months): stored, attributed, action none, nothing done
+ * and not counted; within the age (the default when 0), acted on. */
+START_TEST(test_stale_report)
+{
+	int64_t then = (int64_t)time(NULL) - 2 * 86400;
+	char tok[TOKEN_COMPACT_TEXT_SIZE], left[128];
+	struct intake_result res;
+	struct bounce_report r;
+	long long ann, bob;
+
+	/* campaign 2, sent two days ago */
+	testhelp_sql_exec(conn, "INSERT INTO campaigns (name, state, subject,"
+	    " from_address, body_text, scheduled_at, created_by) VALUES"
+	    " ('winter', 'sending', 'News', 'news@example.org', 'x', now(), 't')");
+	testhelp_sql_exec(conn, "INSERT INTO deliveries (campaign_id,"
+	    " subscriber_id, list_id, domain, state, sent_at)"
+	    " SELECT 2, id, 1, split_part(email_key, '@', 2), 'sent',"
+	    " now() - interval '2 days' FROM subscribers ORDER BY id");
+	ann = delivery_of("ann@example.org", 2);
+	bob = delivery_of("bob@example.net", 2);
+	w.conf.bounce_token_max_age = 86400;
+	/* a hard bounce */
+	make_token(ann, then, tok);
+	sample_edited("postfix-user-unknown.eml", "bob@example.net",
+	    "ann@example.org", "b-", tok, &r);
+	intake(&r, &res);
+	bounce_report_free(&r);
+	ck_assert(res.attributed);
+	ck_assert_int_eq(res.stale, 1);
+	ck_assert_int_eq(res.suppressed, 0);
+	ck_assert_int_eq(count("SELECT count(*) FROM bounces WHERE delivery_id ="
+	    " %lld AND attributed_by = 'verp' AND class = 'hard'"
+	    " AND action = 'none'", ann), 1);
+	/* a complaint by the signed Message-ID */
+	make_token(bob, then, tok);
+	snprintf(left, sizeof(left), "c2.%s", tok);
+	complaint_by_msgid(left, "example.org", &res);
+	ck_assert(res.attributed);
+	ck_assert_int_eq(res.stale, 1);
+	ck_assert_int_eq(count("SELECT count(*) FROM bounces WHERE delivery_id ="
+	    " %lld AND class = 'complaint' AND action = 'none'", bob), 1);
+	ck_assert_int_eq(count("SELECT count(*) FROM suppressions"), 0);
+	ck_assert_int_eq(count("SELECT count(*) FROM ledger WHERE action IN"
+	    " ('bounce', 'complaint')"), 0);
+	ck_assert_int_eq(count("SELECT count(*) FROM subscriptions"
+	    " WHERE status = 'unsubscribed'"), 0);
+	ck_assert_int_eq(count("SELECT count(*) FROM deliveries WHERE bounced_at"
+	    " IS NOT NULL OR complained_at IS NOT NULL"), 0);
+	/* stale soft bounces are not counted toward the limit: a stale one
+	 * and a fresh one (campaign 1) are one, not two */
+	w.conf.bounce_soft_limit = 2;
+	w.conf.bounce_soft_span = 0;
+	make_token(ann, then, tok);
+	sample("postfix-mailbox-full.eml", "b-", tok, &r);
+	intake(&r, &res);
+	bounce_report_free(&r);
+	ck_assert_int_eq(res.stale, 1);
+	make_token(delivery_of("ann@example.org", 1), (int64_t)time(NULL), tok);
+	sample("postfix-mailbox-full.eml", "b-", tok, &r);
+	intake(&r, &res);
+	bounce_report_free(&r);
+	ck_assert_int_eq(res.stale, 0);
+	ck_assert_int_eq(res.soft, 1);
+	ck_assert_int_eq(count("SELECT count(*) FROM suppressions"), 0);
+
+	/* 0: the default, 30 days: the same report is acted on */
+	w.conf.bounce_token_max_age = 0;
+	w.conf.bounce_soft_limit = 3;
+	make_token(ann, then, tok);
+	sample_edited("postfix-user-unknown.eml", "bob@example.net",
+	    "ann@example.org", "b-", tok, &r);
+	intake(&r, &res);
+	bounce_report_free(&r);
+	ck_assert_int_eq(res.stale, 0);
+	ck_assert_int_eq(res.suppressed, 1);
+	ck_assert_int_eq(count("SELECT count(*) FROM suppressions WHERE value ="
+	    " 'ann@example.org' AND reason = 'hard-bounce'"), 1);
+	ck_assert_int_eq(count("SELECT count(*) FROM ledger WHERE action ="
+	    " 'bounce'"), 1);
+}
+END_TEST
+
+/* A DSN whose recipient blocks name other addresses than the token's
+ * message went to (a forward, one report for several recipients): only
+ * the person's own block is acted on; a single foreign failure only
+ * as soft; several, none. */
+START_TEST(test_foreign_recipient)
+{
+	long long ann = delivery_of("ann@example.org", 1);
+	long long bob = delivery_of("bob@example.net", 1);
+	char tok[TOKEN_COMPACT_TEXT_SIZE];
+	struct intake_result res;
+	struct bounce_report r;
+
+	make_token(ann, (int64_t)time(NULL), tok);
+	/* one failure, bob's: ann's token, soft for ann, never hard */
+	sample("postfix-user-unknown.eml", "b-", tok, &r);
+	intake(&r, &res);
+	bounce_report_free(&r);
+	ck_assert(res.attributed);
+	ck_assert_int_eq(res.hard, 0);
+	ck_assert_int_eq(res.soft, 1);
+	ck_assert_int_eq(count("SELECT count(*) FROM bounces WHERE delivery_id ="
+	    " %lld AND class = 'soft' AND action = 'soft-counted'"
+	    " AND recipient = 'bob@example.net'", ann), 1);
+	ck_assert_int_eq(count("SELECT count(*) FROM suppressions"), 0);
+
+	/* three recipients, none ann: nobody */
+	sample("postfix-mixed.eml", "b-", tok, &r);
+	ck_assert_uint_eq(r.nrecipients, 3);
+	intake(&r, &res);
+	bounce_report_free(&r);
+	ck_assert(!res.attributed);
+	ck_assert_int_eq(res.stored, 3);
+	ck_assert_int_eq(count("SELECT count(*) FROM bounces WHERE attributed_by"
+	    " IS NULL AND action = 'none'"), 3);
+	ck_assert_int_eq(count("SELECT count(*) FROM suppressions"), 0);
+
+	/* Original-Recipient is ann's (case aside): hers, hard */
+	sample_edited("postfix-user-unknown.eml", "rfc822;bob@example.net",
+	    "rfc822;Ann@Example.ORG", "b-", tok, &r);
+	ck_assert_str_eq(r.recipients[0].final_recipient, "bob@example.net");
+	intake(&r, &res);
+	bounce_report_free(&r);
+	ck_assert(res.attributed);
+	ck_assert_int_eq(res.hard, 1);
+	ck_assert_int_eq(res.suppressed, 1);
+	ck_assert_int_eq(count("SELECT count(*) FROM suppressions WHERE value ="
+	    " 'ann@example.org' AND reason = 'hard-bounce'"), 1);
+
+	/* three recipients, frank is bob (case aside): his acted on, the
+	 * others stored unattributed */
+	make_token(bob, (int64_t)time(NULL), tok);
+	sample_edited("postfix-mixed.eml", "frank@example.net", "BOB@example.NET",
+	    "b-", tok, &r);
+	intake(&r, &res);
+	bounce_report_free(&r);
+	ck_assert(res.attributed);
+	ck_assert_int_eq(res.soft, 1);
+	ck_assert_int_eq(count("SELECT count(*) FROM bounces WHERE lower(recipient)"
+	    " = 'bob@example.net' AND attributed_by = 'verp' AND delivery_id = %lld"
+	    " AND action = 'soft-counted'", bob), 1);
+	ck_assert_int_eq(count("SELECT count(*) FROM bounces WHERE recipient IN"
+	    " ('erin@example.com', 'grace@example.org') AND attributed_by IS NULL"),
+	    4);
+	ck_assert_int_eq(count("SELECT count(*) FROM suppressions WHERE value ="
+	    " 'erin@example.com'"), 0);
+	ck_assert_int_eq(count("SELECT count(*) FROM suppressions"), 1);
+	assert_ledger_valid();
 }
 END_TEST
 
@@ -862,6 +1162,9 @@ intake_suite(void)
 	tcase_add_test(tc, test_policy);
 	tcase_add_test(tc, test_complaint_verp);
 	tcase_add_test(tc, test_complaint_message_id);
+	tcase_add_test(tc, test_complaint_composed_message_id);
+	tcase_add_test(tc, test_stale_report);
+	tcase_add_test(tc, test_foreign_recipient);
 	tcase_add_test(tc, test_erased);
 	tcase_add_test(tc, test_notice_bounce);
 	tcase_add_test(tc, test_export);

@@ -436,6 +436,13 @@ START_TEST(test_hard_bounce)
 	ck_assert_int_eq(notices("failed"), 1);
 	ck_assert_int_eq(testhelp_query_long(conn, "SELECT count(*) FROM suppressions"
 	    " WHERE reason = 'hard-bounce' AND value = 'reject-me@example.org'"), 1);
+	/* stored as a bounce of the request, with its ledger event, as a
+	 * campaign message's refusal would be */
+	ck_assert_int_eq(testhelp_query_long(conn, "SELECT count(*) FROM bounces"
+	    " WHERE source = 'smtp' AND class = 'hard' AND notice_id IS NOT NULL"
+	    " AND delivery_id IS NULL AND action = 'hard-bounce'"), 1);
+	ck_assert_int_eq(testhelp_query_long(conn, "SELECT count(*) FROM ledger"
+	    " WHERE action = 'bounce' AND channel = 'bounce'"), 1);
 }
 END_TEST
 

@@ -215,7 +215,11 @@ check_msgid(const struct expect *e, const struct bounce_report *r)
 	const struct bounce_msgid *m = &r->msgid;
 	char got[128] = "";
 
-	if (m->kind == BOUNCE_MSGID_CAMPAIGN)
+	if (m->kind == BOUNCE_MSGID_CAMPAIGN && m->token[0] != '\0')
+		snprintf(got, sizeof(got), "signed:%llu:%s",
+		    (unsigned long long)m->campaign_id,
+		    bounce_source_name(m->source));
+	else if (m->kind == BOUNCE_MSGID_CAMPAIGN)
 		snprintf(got, sizeof(got), "campaign:%llu:%llu:%s",
 		    (unsigned long long)m->campaign_id,
 		    (unsigned long long)m->delivery_id,
@@ -232,8 +236,12 @@ check_msgid(const struct expect *e, const struct bounce_report *r)
 	    "\"%s\"", e->file, got, e->msgid);
 	if (m->kind != BOUNCE_MSGID_NONE) {
 		ck_assert_str_eq(m->domain, "example.org");
-		ck_assert_int_eq(m->issued_at, 0x673c7d40);
+		ck_assert_int_eq(m->issued_at, m->token[0] != '\0' ? 0 :
+		    0x673c7d40);
 	}
+	if (m->token[0] != '\0')
+		ck_assert_uint_eq(strspn(m->token,
+		    "abcdefghijklmnopqrstuvwxyz234567"), TOKEN_COMPACT_TEXT_LEN);
 }
 
 static void
@@ -521,33 +529,56 @@ START_TEST(test_tokens)
 }
 END_TEST
 
+#define T48 "rx2kq7mzvd4hb6wuc3tnfj5ypeals7gixo2dq4vnkm6zhbw3"
+
 static const struct {
 	const char *in_reply_to;
 	enum bounce_msgid_kind kind;
 	unsigned long long a, b;
+	const char *token;              /* signed form: expected token */
 } msgid_cases[] = {
-	{ "<c42.d1001.673c7d40@news.example.org>", BOUNCE_MSGID_CAMPAIGN, 42, 1001 },
+	/* the signed form: the token kept (lower case), no delivery id */
+	{ "<c42." T48 "@news.example.org>", BOUNCE_MSGID_CAMPAIGN, 42, 0, T48 },
+	{ "<c42.RX2KQ7MZVD4HB6WUC3TNFJ5YPEALS7GIXO2DQ4VNKM6ZHBW3@News.Example.org>",
+	    BOUNCE_MSGID_CAMPAIGN, 42, 0, T48 },
+	{ "<x@y> <c7." T48 "@news.example.org>", BOUNCE_MSGID_CAMPAIGN, 7, 0, T48 },
+	{ "<c42." T48 "x@news.example.org>", BOUNCE_MSGID_NONE, 0, 0, "" },
+	{ "<c42.x" T48 "@news.example.org>", BOUNCE_MSGID_NONE, 0, 0, "" },
+	{ "<c42.rx2kq7mzvd4hb6wuc3tnfj5ypeals7gixo2dq4vnkm6zhbw@news.example.org>",
+	    BOUNCE_MSGID_NONE, 0, 0, "" },
+	{ "<c42.rx2kq7mzvd4hb6wuc3tnfj5ypeals7gixo2dq4vnkm6zhbw1@news.example.org>",
+	    BOUNCE_MSGID_NONE, 0, 0, "" },
+	{ "<c42." T48 "@>", BOUNCE_MSGID_NONE, 0, 0, "" },
+	{ "<c42." T48 ".673c7d40@news.example.org>", BOUNCE_MSGID_NONE, 0, 0, "" },
+	{ "<c." T48 "@news.example.org>", BOUNCE_MSGID_NONE, 0, 0, "" },
+	/* the old unsigned form: ours, token "" (never attributes) */
+	{ "<c42.d1001.673c7d40@news.example.org>", BOUNCE_MSGID_CAMPAIGN, 42,
+	    1001, "" },
 	{ "<other@x> <c42.tdeadbeef.673c7d40@news.example.org>",
-	    BOUNCE_MSGID_TEST, 42, 0 },
-	{ "<n9.673c7d40@news.example.org>", BOUNCE_MSGID_NOTICE, 9, 0 },
-	{ "<c42.d1001.673c7d40@>", BOUNCE_MSGID_NONE, 0, 0 },
-	{ "<c42.d1001@news.example.org>", BOUNCE_MSGID_NONE, 0, 0 },
-	{ "<c99999999999999999999.d1.1@news.example.org>", BOUNCE_MSGID_NONE, 0, 0 },
-	{ "<c42.d1001.fffffffffffffffff@news.example.org>", BOUNCE_MSGID_NONE, 0, 0 },
-	{ "<c42.x1001.673c7d40@news.example.org>", BOUNCE_MSGID_NONE, 0, 0 },
-	{ "<cx.d1.1@news.example.org>", BOUNCE_MSGID_NONE, 0, 0 },
-	{ "<", BOUNCE_MSGID_NONE, 0, 0 },
+	    BOUNCE_MSGID_TEST, 42, 0, "" },
+	{ "<n9.673c7d40@news.example.org>", BOUNCE_MSGID_NOTICE, 9, 0, "" },
+	{ "<c42.d1001.673c7d40@>", BOUNCE_MSGID_NONE, 0, 0, "" },
+	{ "<c42.d1001@news.example.org>", BOUNCE_MSGID_NONE, 0, 0, "" },
+	{ "<c99999999999999999999.d1.1@news.example.org>", BOUNCE_MSGID_NONE, 0,
+	    0, "" },
+	{ "<c42.d1001.fffffffffffffffff@news.example.org>", BOUNCE_MSGID_NONE,
+	    0, 0, "" },
+	{ "<c42.x1001.673c7d40@news.example.org>", BOUNCE_MSGID_NONE, 0, 0, "" },
+	{ "<cx.d1.1@news.example.org>", BOUNCE_MSGID_NONE, 0, 0, "" },
+	{ "<", BOUNCE_MSGID_NONE, 0, 0, "" },
 };
 
 START_TEST(test_msgids)
 {
 	char msg[1024];
 	struct bounce_report r;
+	bool is_signed = msgid_cases[_i].token[0] != '\0';
 
 	snprintf(msg, sizeof(msg), "From: a@example.com\nTo: b@example.org\n"
 	    "In-Reply-To: %s\nSubject: x\n\nhello\n", msgid_cases[_i].in_reply_to);
 	parse_str(msg, NULL, &r);
 	ck_assert_int_eq(r.msgid.kind, msgid_cases[_i].kind);
+	ck_assert_str_eq(r.msgid.token, msgid_cases[_i].token);
 	if (r.msgid.kind == BOUNCE_MSGID_CAMPAIGN) {
 		ck_assert_uint_eq(r.msgid.campaign_id, msgid_cases[_i].a);
 		ck_assert_uint_eq(r.msgid.delivery_id, msgid_cases[_i].b);
@@ -557,7 +588,7 @@ START_TEST(test_msgids)
 		ck_assert_uint_eq(r.msgid.notice_id, msgid_cases[_i].a);
 	if (r.msgid.kind != BOUNCE_MSGID_NONE) {
 		ck_assert_int_eq(r.msgid.source, BOUNCE_SOURCE_IN_REPLY_TO);
-		ck_assert_int_eq(r.msgid.issued_at, 0x673c7d40);
+		ck_assert_int_eq(r.msgid.issued_at, is_signed ? 0 : 0x673c7d40);
 		ck_assert_str_eq(r.msgid.domain, "news.example.org");
 	}
 	bounce_report_free(&r);

@@ -5,10 +5,20 @@
  * notice) of this test's database; and the sender's synchronous path
  * end to end: assentd ($ASSENTD_BIN) sending to tests/harness/smtpd.py,
  * whose recipients' local parts choose its refusals.
+ *
+ * A hostile reading of the same (issue 7; samples review-*.eml): a
+ * forged ARF naming another delivery's unsigned Message-ID changes
+ * nothing; erasing a person blanks every stored bounce naming the
+ * address, also one attributed to somebody else; a refusal about our
+ * sender never hard-bounces the recipient; and `assent inbound`
+ * ($ASSENT_BIN) exits EX_TEMPFAIL when the database fails under it,
+ * never cuts a message larger than BOUNCE_INPUT_MAX on its way to the
+ * reject folder, and is not stopped by one unreadable Maildir entry.
  */
 #include <sys/stat.h>
 #include <check.h>
 #include <ctype.h>
+#include <dirent.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -175,26 +185,35 @@ sample_text(const char *file)
 	return text;
 }
 
-/* The sample file with its VERP token (prefix b-) replaced by token
- * with prefix (e.g. "b-", "n-"), parsed into r. token NULL: as is. */
+/* text (taken: freed here) with its VERP token (prefix b-) replaced by
+ * token with prefix (e.g. "b-", "n-"), as a fresh string; token NULL:
+ * text as is. file names the sample in a failure. */
+static char *
+retoken(char *text, const char *file, const char *prefix, const char *token)
+{
+	char from[64], to[64], *edited;
+	struct bounce_report r;
+
+	if (token == NULL)
+		return text;
+	bounce_parse(text, strlen(text), NULL, &r);
+	ck_assert_msg(r.verp.kind == BOUNCE_TOKEN_BOUNCE, "%s: no token", file);
+	snprintf(from, sizeof(from), "b-%s", r.verp.token);
+	snprintf(to, sizeof(to), "%s%s", prefix, token);
+	bounce_report_free(&r);
+	edited = replace_all(text, from, to);
+	free(text);
+	return edited;
+}
+
+/* The sample file retoken()ed, parsed into r. */
 static void
 sample(const char *file, const char *prefix, const char *token,
     struct bounce_report *r)
 {
-	char *text = sample_text(file), *edited;
-	char from[64], to[64];
+	char *text = retoken(sample_text(file), file, prefix, token);
 
 	bounce_parse(text, strlen(text), NULL, r);
-	if (token != NULL) {
-		ck_assert_msg(r->verp.kind == BOUNCE_TOKEN_BOUNCE, "%s: no token",
-		    file);
-		snprintf(from, sizeof(from), "b-%s", r->verp.token);
-		snprintf(to, sizeof(to), "%s%s", prefix, token);
-		edited = replace_all(text, from, to);
-		bounce_report_free(r);
-		bounce_parse(edited, strlen(edited), NULL, r);
-		free(edited);
-	}
 	free(text);
 }
 
@@ -212,22 +231,10 @@ static void
 sample_edited(const char *file, const char *from, const char *to,
     const char *prefix, const char *token, struct bounce_report *r)
 {
-	char *text = sample_text(file), *edited = replace_all(text, from, to);
-	char verp[64], want[64];
+	char *text = sample_text(file), *edited;
 
+	edited = retoken(replace_all(text, from, to), file, prefix, token);
 	bounce_parse(edited, strlen(edited), NULL, r);
-	if (token != NULL) {
-		char *again;
-
-		ck_assert_msg(r->verp.kind == BOUNCE_TOKEN_BOUNCE, "%s: no token",
-		    file);
-		snprintf(verp, sizeof(verp), "b-%s", r->verp.token);
-		snprintf(want, sizeof(want), "%s%s", prefix, token);
-		again = replace_all(edited, verp, want);
-		bounce_report_free(r);
-		bounce_parse(again, strlen(again), NULL, r);
-		free(again);
-	}
 	free(edited);
 	free(text);
 }
@@ -995,6 +1002,95 @@ START_TEST(test_list)
 }
 END_TEST
 
+/* ---- a hostile reading: forged reports, erasure, our sender --------- */
+
+/* ann (the attacker) read her own message's Message-ID,
+ * <c1.dANN.ISSUED@example.org>. Delivery ids are consecutive and a
+ * campaign goes out within minutes, so <c1.dBOB.ISSUED@example.org> is
+ * a guess away. An ARF anyone can send, naming it, must not unsubscribe
+ * bob: nothing in that Message-ID is signed. */
+START_TEST(test_arf_forged_message_id)
+{
+	long long ann = delivery_of("ann@example.org", 1);
+	long long bob = delivery_of("bob@example.net", 1);
+	struct intake_result res;
+	struct bounce_report r;
+	char id[128];
+
+	ck_assert(bob != ann);
+	snprintf(id, sizeof(id), "c1.d%lld.%" PRIx64 "@example.org", bob,
+	    (uint64_t)time(NULL));
+	sample_edited("review-arf-forged-msgid.eml", "REVIEW-MSGID", id, NULL,
+	    NULL, &r);
+	intake(&r, &res);
+	bounce_report_free(&r);
+	ck_assert_msg(!res.attributed, "a forged ARF was attributed by %s to "
+	    "delivery %lld", res.attributed_by, res.delivery_id);
+	ck_assert_int_eq(count("SELECT count(*) FROM subscriptions x"
+	    " JOIN subscribers s ON s.id = x.subscriber_id"
+	    " WHERE s.email = 'bob@example.net' AND x.status = 'unsubscribed'"), 0);
+	ck_assert_int_eq(count("SELECT count(*) FROM suppressions"
+	    " WHERE value = 'bob@example.net'"), 0);
+}
+END_TEST
+
+/* A DSN attributed to ann by her token names bob as its recipient (the
+ * stored row keeps "the recipient address as the report gave it").
+ * When bob is erased, no stored bounce may keep his address. */
+START_TEST(test_erase_foreign_recipient)
+{
+	struct audit_actor who = { "tester", "host" };
+	long long ann = delivery_of("ann@example.org", 1);
+	char tok[TOKEN_COMPACT_TEXT_SIZE];
+	struct intake_result res;
+	struct bounce_report r;
+	struct assent_err err;
+
+	make_token(ann, (int64_t)time(NULL), tok);
+	sample("postfix-user-unknown.eml", "b-", tok, &r);   /* bob@ */
+	intake(&r, &res);
+	bounce_report_free(&r);
+	ck_assert(res.attributed);
+	ck_assert_int_eq(count("SELECT count(*) FROM bounces"
+	    " WHERE lower(recipient) = 'bob@example.net'"), 1);
+	ck_assert_msg(rights_erase(conn, &w.gate, "bob@example.net", "asked",
+	    &who, NULL, &err) == 0, "%s", err.msg);
+	ck_assert_msg(count("SELECT count(*) FROM bounces"
+	    " WHERE lower(recipient) = 'bob@example.net'"
+	    " OR diagnostic ILIKE '%%bob%%'") == 0,
+	    "the erased address stays in a bounce attributed to another person");
+}
+END_TEST
+
+static const char *const sender_side_samples[] = {
+	"review-exchange-sender-denied.eml",
+	"review-sender-domain-words.eml",
+	"review-no-ptr.eml",
+};
+
+/* Refusals of our sender as whole DSNs through intake: the healthy
+ * recipient (ann, whose token it carries) is not suppressed. */
+START_TEST(test_sender_side_samples)
+{
+	const char *file = sender_side_samples[_i];
+	long long ann = delivery_of("ann@example.org", 1);
+	char tok[TOKEN_COMPACT_TEXT_SIZE];
+	struct intake_result res;
+	struct bounce_report r;
+
+	make_token(ann, (int64_t)time(NULL), tok);
+	sample(file, "b-", tok, &r);
+	intake(&r, &res);
+	bounce_report_free(&r);
+	ck_assert_msg(res.attributed, "%s: not attributed", file);
+	ck_assert_msg(res.hard == 0 && res.suppressed == 0, "%s: %ld hard, %ld "
+	    "suppressed for a refusal of our sender", file, res.hard,
+	    res.suppressed);
+	ck_assert_int_eq(count("SELECT count(*) FROM suppressions"
+	    " WHERE value = 'ann@example.org'"), 0);
+}
+END_TEST
+
 /* ---- the classifier for synchronous refusals -------------------------- */
 
 START_TEST(test_refusal_class)
@@ -1030,6 +1126,44 @@ START_TEST(test_refusal_class)
 }
 END_TEST
 
+static const struct {
+	const char *status;
+	int code;
+	const char *diagnostic;
+} sender_side[] = {
+	/* Exchange's sender filter: our address, not the mailbox */
+	{ "5.1.0", 550, "550 5.1.0 Sender denied as sender's email address is "
+	    "on SenderFilterConfig list" },
+	{ "5.1.0", 550, "550 5.1.0 <b-x@bounce.example.org>: Sender address "
+	    "rejected: undeliverable address" },
+	/* no precise status: the words "does not exist" are about us */
+	{ "5.0.0", 550, "550 Sender domain bounce.example.org does not exist" },
+	{ "", 550, "550 Sender domain bounce.example.org does not exist" },
+	/* "does not have a" is about our sending host */
+	{ "5.0.0", 550, "550 Client host 192.0.2.10 does not have a PTR record" },
+	{ "", 554, "554 Your mail server does not have a valid reverse DNS" },
+};
+
+/* bounce_classify() (DSNs) and bounce_classify_reply() (RCPT refusals)
+ * must not call a refusal of our sender hard: a hard bounce suppresses
+ * the recipient at once, for a fault that is the sender's. */
+START_TEST(test_sender_side_not_hard)
+{
+	size_t i = (size_t)_i;
+	const char *why = "";
+	enum bounce_class c;
+
+	c = bounce_classify(BOUNCE_ACTION_FAILED, sender_side[i].status,
+	    sender_side[i].code, sender_side[i].diagnostic, &why);
+	ck_assert_msg(c != BOUNCE_CLASS_HARD, "DSN \"%s\" is %s (%s)",
+	    sender_side[i].diagnostic, bounce_class_name(c), why);
+	c = bounce_classify_reply(sender_side[i].code, sender_side[i].status,
+	    sender_side[i].diagnostic, &why);
+	ck_assert_msg(c != BOUNCE_CLASS_HARD, "RCPT \"%s\" is %s (%s)",
+	    sender_side[i].diagnostic, bounce_class_name(c), why);
+}
+END_TEST
+
 /* ---- the sender's synchronous path, end to end ------------------------- */
 
 static char *
@@ -1037,8 +1171,11 @@ world_conf(void)
 {
 	char port[16], *extra, *path;
 
-	snprintf(port, sizeof(port), "%d", w.smtp_port);
-	setenv("ASSENT_TEST_SMTP_PORT", port, 1);
+	/* no capture server started (the command's tests): the harness's */
+	if (w.smtp_port > 0) {
+		snprintf(port, sizeof(port), "%d", w.smtp_port);
+		setenv("ASSENT_TEST_SMTP_PORT", port, 1);
+	}
 	extra = xasprintf(
 	    "tokens = { keys_file = \"%s\"; };\n"
 	    "sending = { concurrency = 1; batch = 10; retry_base = 1;"
@@ -1145,6 +1282,160 @@ START_TEST(test_synchronous_refusals)
 }
 END_TEST
 
+/* ---- the command: assent inbound ---------------------------------------- */
+
+/* The database goes away in the middle of a report (a restart, a
+ * failover, an administrator's pg_terminate_backend()). On a pipe
+ * transport, anything but EX_TEMPFAIL (75) makes Postfix return the
+ * message as undeliverable (a DSN has the null sender: it ends at the
+ * postmaster, and assent never sees it again). */
+START_TEST(test_cli_database_lost_is_tempfail)
+{
+	long long ann = delivery_of("ann@example.org", 1);
+	char tok[TOKEN_COMPACT_TEXT_SIZE];
+	char *conf = world_conf(), *text, *out = NULL, *errs = NULL;
+	const char *argv[] = { getenv("ASSENT_BIN"), "-c", conf, "inbound",
+	    NULL };
+	int rc;
+
+	ck_assert_msg(argv[0] != NULL, "ASSENT_BIN is not set");
+	testhelp_sql_exec(conn, "CREATE FUNCTION review_drop_conn() RETURNS"
+	    " trigger LANGUAGE plpgsql AS $$ BEGIN"
+	    " PERFORM pg_terminate_backend(pg_backend_pid()); RETURN NEW; END $$");
+	testhelp_sql_exec(conn, "CREATE TRIGGER review_drop_conn BEFORE INSERT"
+	    " ON bounces FOR EACH ROW EXECUTE FUNCTION review_drop_conn()");
+	make_token(ann, (int64_t)time(NULL), tok);
+	text = retoken(sample_text("postfix-user-unknown.eml"),
+	    "postfix-user-unknown.eml", "b-", tok);
+	rc = testhelp_run(argv, text, &out, &errs);
+	ck_assert_int_eq(count("SELECT count(*) FROM bounces"), 0);
+	ck_assert_msg(rc == 75, "exit %d, not 75 (EX_TEMPFAIL): the MTA bounces "
+	    "the message instead of retrying; stderr: %s", rc, errs);
+	free(text);
+	free(out);
+	free(errs);
+	free(conf);
+}
+END_TEST
+
+/* A fresh Maildir (new/, cur/, tmp/) named name in the world's dir. */
+static char *
+maildir_make(const char *name)
+{
+	char *md = xasprintf("%s/%s", w.dir, name);
+	const char *subs[] = { "", "/new", "/cur", "/tmp" };
+
+	for (size_t i = 0; i < 4; i++) {
+		char *d = xasprintf("%s%s", md, subs[i]);
+
+		ck_assert(mkdir(d, 0700) == 0);
+		free(d);
+	}
+	return md;
+}
+
+/* Bytes in every regular file of dir (0 when none). */
+static long long
+dir_bytes(const char *dir, int *files_r)
+{
+	struct dirent *e;
+	long long total = 0;
+	DIR *d = opendir(dir);
+
+	*files_r = 0;
+	if (d == NULL)
+		return 0;
+	while ((e = readdir(d)) != NULL) {
+		char *p = xasprintf("%s/%s", dir, e->d_name);
+		struct stat st;
+
+		if (e->d_name[0] != '.' && stat(p, &st) == 0 &&
+		    S_ISREG(st.st_mode)) {
+			total += st.st_size;
+			(*files_r)++;
+		}
+		free(p);
+	}
+	closedir(d);
+	return total;
+}
+
+/* An 11 MB message that is no bounce goes to the reject folder: whole,
+ * not its first 10 MB (the Maildir copy is unlinked afterwards). */
+START_TEST(test_cli_huge_message_kept_whole)
+{
+	char *conf = world_conf(), *md = maildir_make("huge");
+	char *reject = xasprintf("%s/reject", w.dir);
+	char *path = xasprintf("%s/new/1732100000.1.review", md), *newdir;
+	const char *argv[] = { getenv("ASSENT_BIN"), "-c", conf, "inbound",
+	    "--maildir", md, "--reject", reject, NULL };
+	char line[101];
+	long long size, kept_new, kept_reject;
+	int files_new, files_reject, rc;
+	FILE *f;
+
+	ck_assert_msg(argv[0] != NULL, "ASSENT_BIN is not set");
+	ck_assert(mkdir(reject, 0700) == 0);
+	ck_assert((f = fopen(path, "w")) != NULL);
+	fputs("From: someone@example.com\nTo: b-nope@bounce.example.org\n"
+	    "Subject: a very large attachment\n\n", f);
+	memset(line, 'x', 99);
+	line[99] = '\n';
+	line[100] = '\0';
+	for (int i = 0; i < 11 * 1024 * 1024 / 100; i++)
+		fputs(line, f);
+	ck_assert(fclose(f) == 0);
+	newdir = xasprintf("%s/new", md);
+	size = dir_bytes(newdir, &files_new);
+	ck_assert(size > BOUNCE_INPUT_MAX);
+	rc = testhelp_run(argv, NULL, NULL, NULL);
+	ck_assert_int_eq(rc, 0);
+	kept_new = dir_bytes(newdir, &files_new);
+	kept_reject = dir_bytes(reject, &files_reject);
+	ck_assert_msg(kept_new == size || kept_reject == size,
+	    "a %lld-byte message: %lld bytes left in new/ (%d files), %lld in "
+	    "the reject folder (%d files): the rest is lost", size, kept_new,
+	    files_new, kept_reject, files_reject);
+	free(newdir);
+	free(path);
+	free(reject);
+	free(md);
+	free(conf);
+}
+END_TEST
+
+/* One entry of new/ that cannot be read (here a directory; an EIO or a
+ * file being replaced does the same) must not stop every later message
+ * from being handled, run after run. */
+START_TEST(test_cli_maildir_one_bad_entry)
+{
+	char *conf = world_conf(), *md = maildir_make("bad");
+	char *bad = xasprintf("%s/new/1732100000.0.review", md);
+	char *good = xasprintf("%s/new/1732100001.1.review", md);
+	char *text = sample_text("autoreply-x-autoreply.eml");
+	const char *argv[] = { getenv("ASSENT_BIN"), "-c", conf, "inbound",
+	    "--maildir", md, NULL };
+	char *errs = NULL, *curdir;
+	int files_cur, rc;
+
+	ck_assert_msg(argv[0] != NULL, "ASSENT_BIN is not set");
+	ck_assert(mkdir(bad, 0700) == 0);
+	testhelp_file_write(good, text);
+	rc = testhelp_run(argv, NULL, NULL, &errs);
+	curdir = xasprintf("%s/cur", md);
+	dir_bytes(curdir, &files_cur);
+	free(curdir);
+	ck_assert_msg(files_cur == 1, "exit %d, %d messages handled; stderr: %s",
+	    rc, files_cur, errs);
+	free(errs);
+	free(text);
+	free(good);
+	free(bad);
+	free(md);
+	free(conf);
+}
+END_TEST
+
 static Suite *
 intake_suite(void)
 {
@@ -1152,6 +1443,7 @@ intake_suite(void)
 	TCase *tc = tcase_create("reports");
 	TCase *sync = tcase_create("synchronous");
 	TCase *pure = tcase_create("classes");
+	TCase *cli = tcase_create("command");
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 30);
@@ -1169,13 +1461,25 @@ intake_suite(void)
 	tcase_add_test(tc, test_notice_bounce);
 	tcase_add_test(tc, test_export);
 	tcase_add_test(tc, test_list);
+	tcase_add_test(tc, test_arf_forged_message_id);
+	tcase_add_test(tc, test_erase_foreign_recipient);
+	tcase_add_loop_test(tc, test_sender_side_samples, 0,
+	    sizeof(sender_side_samples) / sizeof(sender_side_samples[0]));
 	suite_add_tcase(s, tc);
 	tcase_add_checked_fixture(sync, setup, teardown);
 	tcase_set_timeout(sync, 120);
 	tcase_add_test(sync, test_synchronous_refusals);
 	suite_add_tcase(s, sync);
 	tcase_add_test(pure, test_refusal_class);
+	tcase_add_loop_test(pure, test_sender_side_not_hard, 0,
+	    sizeof(sender_side) / sizeof(sender_side[0]));
 	suite_add_tcase(s, pure);
+	tcase_add_checked_fixture(cli, setup, teardown);
+	tcase_set_timeout(cli, 120);
+	tcase_add_test(cli, test_cli_database_lost_is_tempfail);
+	tcase_add_test(cli, test_cli_huge_message_kept_whole);
+	tcase_add_test(cli, test_cli_maildir_one_bad_entry);
+	suite_add_tcase(s, cli);
 	return s;
 }
 

@@ -41,7 +41,7 @@
  *
  * What each class does to the attributed person, in one transaction
  * with the stored bounce:
- *  - hard: a hard-bounce suppression entry (suppress_add_bounces()),
+ *  - hard: a hard-bounce suppression entry (suppress_add_in()),
  *    a ledger event (action bounce, channel bounce, every list, the
  *    status code and diagnostic in its source), the delivery's
  *    bounced_at;

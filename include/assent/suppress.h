@@ -168,17 +168,6 @@ int suppress_gate(PGconn *conn, const struct suppress_ctx *ctx,
     const char *const *addr_keys, size_t n, struct suppress_verdict *verdicts,
     struct assent_err *err);
 
-/* Hard bounces met while sending, in the caller's transaction: for each
- * of the n canonical keys an address entry with reason hard-bounce,
- * source sources[i] and added_by, unless an active one exists (an
- * expired one is retired first, so the bounce is not lost behind it).
- * A key that no longer belongs to a subscriber (erased meanwhile) is
- * skipped: its erasure entry stands and the plain address must not
- * come back. */
-int suppress_add_bounces(PGconn *conn, const char *const *keys,
-    const char *const *sources, size_t n, const char *added_by,
-    struct assent_err *err);
-
 /* An entry as a JSON object: id, kind, value, reason, source, added_by,
  * added_at, expires_at (null when none). */
 json_t *suppress_entry_json(const struct suppress_entry *e);

@@ -1,5 +1,4 @@
 /* inbound: mail back to the bounce domain (see inbound.h) */
-#include <ctype.h>
 #include <errno.h>
 #include <stddef.h>
 #include <inttypes.h>
@@ -187,48 +186,4 @@ inbound_read_headers(FILE *in, struct inbound_headers *h,
 	while (fread(drain, 1, sizeof(drain), in) > 0)
 		;
 	return rc;
-}
-
-const char *
-inbound_recipient(const char *given, const struct inbound_headers *h)
-{
-	if (given != NULL && given[0] != '\0')
-		return given;
-	if (h->delivered_to[0] != '\0')
-		return h->delivered_to;
-	if (h->x_original_to[0] != '\0')
-		return h->x_original_to;
-	return h->to;
-}
-
-/* ---- the token in the address --------------------------------------------- */
-
-bool
-inbound_token_of(const char *address, const char *prefix, const char *domain,
-    char token_r[TOKEN_COMPACT_TEXT_SIZE])
-{
-	const char *a = address, *lt = strrchr(address, '<'), *at;
-	size_t plen = strlen(prefix), alen;
-
-	token_r[0] = '\0';
-	if (lt != NULL)
-		a = lt + 1;
-	a += strspn(a, " \t");
-	alen = strcspn(a, "> \t");
-	at = memchr(a, '@', alen);
-	if (at == NULL || (size_t)(at - a) != plen + TOKEN_COMPACT_TEXT_LEN ||
-	    strncasecmp(a, prefix, plen) != 0)
-		return false;
-	if (strlen(domain) != alen - (size_t)(at + 1 - a) ||
-	    strncasecmp(at + 1, domain, strlen(domain)) != 0)
-		return false;
-	for (size_t i = 0; i < TOKEN_COMPACT_TEXT_LEN; i++) {
-		char c = (char)tolower((unsigned char)a[plen + i]);
-
-		if (!((c >= 'a' && c <= 'z') || (c >= '2' && c <= '7')))
-			return false;
-		token_r[i] = c;
-	}
-	token_r[TOKEN_COMPACT_TEXT_LEN] = '\0';
-	return true;
 }

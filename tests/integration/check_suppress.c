@@ -398,73 +398,6 @@ START_TEST(test_expired_hold)
 }
 END_TEST
 
-/* Hard bounces from the sender: a subscriber's address is suppressed
- * even behind a spent hold; an active entry stays; an address whose
- * subscriber is gone (erased meanwhile) is not written in plain. */
-START_TEST(test_add_bounces)
-{
-	const char *keys[] = { "held@example.org", "manual@example.org",
-	    "gone@example.org", "new@example.org" };
-	const char *sources[] = { "b1", "b2", "b3", "b4" };
-	struct assent_err err;
-	long long manual;
-
-	ck_assert_int_eq(db_exec(conn, NULL, &err, "INSERT INTO subscribers"
-	    " (email, email_key) SELECT k, k FROM unnest(ARRAY['held@example.org',"
-	    " 'manual@example.org', 'new@example.org']) AS k", 0, NULL), 0);
-	add_on(conn, "held@example.org", "soft-bounce-limit", false,
-	    "2999-01-01", NULL);
-	ck_assert_int_eq(db_exec(conn, NULL, &err, "UPDATE suppressions SET"
-	    " expires_at = now() - interval '1 hour' WHERE value = 'held@example.org'",
-	    0, NULL), -1);      /* entries do not change: expire it the honest way */
-	manual = add("manual@example.org", "manual");
-	ck_assert_int_eq(db_begin(conn, &err), 0);
-	ck_assert_msg(suppress_add_bounces(conn, keys, sources, 4, "assentd", &err)
-	    == 0, "%s", err.msg);
-	ck_assert_int_eq(db_commit(conn, &err), 0);
-	ck_assert_int_eq(count("SELECT count(*) FROM suppressions WHERE"
-	    " value = 'new@example.org' AND reason = 'hard-bounce'"
-	    " AND source = 'b4' AND added_by = 'assentd'"), 1);
-	ck_assert_int_eq(count("SELECT count(*) FROM suppressions WHERE"
-	    " value = 'manual@example.org' AND removed_at IS NULL"), 1);
-	ck_assert_int_eq(count("SELECT id FROM suppressions WHERE"
-	    " value = 'manual@example.org' AND removed_at IS NULL"), manual);
-	ck_assert_int_eq(count("SELECT count(*) FROM suppressions WHERE"
-	    " value = 'gone@example.org'"), 0);
-	/* the unexpired hold stays as it was */
-	ck_assert_int_eq(count("SELECT count(*) FROM suppressions WHERE"
-	    " value = 'held@example.org' AND removed_at IS NULL"
-	    " AND reason = 'soft-bounce-limit'"), 1);
-}
-END_TEST
-
-START_TEST(test_add_bounces_behind_an_expired_hold)
-{
-	const char *keys[] = { "cool@example.org" };
-	const char *sources[] = { "550 5.1.1" };
-	struct assent_err err;
-	PGresult *res;
-	char soon[64];
-
-	ck_assert_int_eq(db_exec(conn, NULL, &err, "INSERT INTO subscribers"
-	    " (email, email_key) VALUES ('cool@example.org', 'cool@example.org')",
-	    0, NULL), 0);
-	ck_assert_int_eq(db_exec(conn, &res, &err, "SELECT to_char(now() +"
-	    " interval '1 second', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')", 0, NULL), 0);
-	snprintf(soon, sizeof(soon), "%s", PQgetvalue(res, 0, 0));
-	PQclear(res);
-	add_on(conn, "cool@example.org", "soft-bounce-limit", false, soon, NULL);
-	usleep(1300 * 1000);
-	ck_assert(!gate1(conn, "cool@example.org").suppressed);
-	ck_assert_int_eq(db_begin(conn, &err), 0);
-	ck_assert_msg(suppress_add_bounces(conn, keys, sources, 1, "assentd", &err)
-	    == 0, "%s", err.msg);
-	ck_assert_int_eq(db_commit(conn, &err), 0);
-	ck_assert(gate1(conn, "cool@example.org").suppressed);
-	ck_assert_str_eq(gate1(conn, "cool@example.org").entry.reason, "hard-bounce");
-}
-END_TEST
-
 START_TEST(test_expiry_in_the_past_refused)
 {
 	struct suppress_new n = { "manual", "test", "tester", "2001-01-01" };
@@ -836,8 +769,6 @@ main(void)
 	tcase_add_test(tc, test_entry_added_between_batch_and_claim);
 	tcase_add_test(tc, test_gate_on_several_connections);
 	tcase_add_test(tc, test_expired_hold);
-	tcase_add_test(tc, test_add_bounces);
-	tcase_add_test(tc, test_add_bounces_behind_an_expired_hold);
 	tcase_add_test(tc, test_expiry_in_the_past_refused);
 	tcase_add_test(tc, test_add_twice_changes_nothing);
 	tcase_add_loop_test(tc, test_remove_rules, 0, NELEM(removal_cases));

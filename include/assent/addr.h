@@ -53,4 +53,10 @@ int addr_parse(const char *input, struct addr *addr_r, struct assent_err *err);
  * room for ADDR_DOMAIN_MAX + 1 bytes. */
 int addr_parse_domain(const char *input, char *out, struct assent_err *err);
 
+/* The role mailbox a parsed address is, such as "postmaster" or
+ * "abuse" (RFC 2142 and the usual no-reply names), or NULL for an
+ * address that may be a person's. Role addresses reach whoever runs a
+ * service: nobody there gave consent to a mailing list. */
+const char *addr_role(const struct addr *a);
+
 #endif

@@ -19,8 +19,8 @@
  *   C = subscriber_id | seq | list_id | action | channel | status_before
  *       | status_after | at | operator | consent_text_version
  *       | consent_text_sha256 | basis | basis_expires_at | import_sha256
- *       | import_line | personal_sha256
- * integers in decimal, ip as text(inet) (with its prefix length, e.g.
+ *       | import_line | personal_sha256 [| consent_collected_at]
+ * (the last field only when the event has one), integers in decimal, ip as text(inet) (with its prefix length, e.g.
  * "192.0.2.1/32"), times as integer microseconds since the Unix epoch,
  * personal_sha256 as 64 lower-case hex digits, consent_text_sha256 the
  * hex SHA-256 of the named wording, copied by the trigger from
@@ -39,6 +39,7 @@
 #ifndef ASSENT_LEDGER_H
 #define ASSENT_LEDGER_H
 
+#include <stdint.h>
 #include <jansson.h>
 #include <libpq-fe.h>
 #include "assent/err.h"
@@ -56,6 +57,9 @@ struct ledger_evidence {
 	const char *import_file;
 	const char *import_sha256;
 	const char *import_line;          /* decimal */
+	/* when the consent was given, when before the event (an import of
+	 * consent collected elsewhere): timestamptz text, or NULL */
+	const char *collected_at;
 };
 
 struct ledger_event {
@@ -131,5 +135,33 @@ struct ledger_verify_result {
  * transaction: call it outside one. */
 int ledger_verify(PGconn *conn, struct ledger_verify_result *r,
     struct assent_err *err);
+
+/*
+ * A subscriber's first event (seq 1, no status before), sealed here
+ * exactly as the chain trigger would seal it, for a writer that inserts
+ * many at once (import: sql/0010_import.sql lets a row sealed so skip
+ * the trigger, and ledger_verify() checks it like any other). It has no
+ * ip, user agent or page. Times are microseconds since 1970 UTC, -1 for
+ * none; at_us must be the inserting transaction's now(). The caller
+ * sets the subscriber's ledger_seq to 1.
+ */
+struct ledger_first {
+	long long subscriber_id, list_id;
+	const char *action, *channel, *status_after;
+	int64_t at_us;
+	const char *operator_name, *source;
+	const char *consent_text_version, *consent_text_sha256;
+	const char *basis;
+	int64_t basis_expires_us, collected_us;
+	const char *import_file, *import_sha256;
+	unsigned long import_line;
+};
+
+struct ledger_sealed {
+	unsigned char salt[16];          /* random */
+	unsigned char personal[32], content[32], chain[32];
+};
+
+void ledger_seal_first(const struct ledger_first *e, struct ledger_sealed *out);
 
 #endif

@@ -16,7 +16,7 @@
 
 /* The schema version this program was built for: the number of the
  * last migration file in sql/. */
-#define MIGRATE_SCHEMA_VERSION 9
+#define MIGRATE_SCHEMA_VERSION 10
 
 /* The directory migrations are read from (borrowed string). */
 const char *migrate_sql_dir(void);

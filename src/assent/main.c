@@ -29,6 +29,9 @@ static const struct {
 	{ "inbound", "act on mail sent to the bounce domain: bounces, complaints, "
 	  "mailto unsubscribes", cmd_inbound },
 	{ "bounces", "list what came back and what was done about it", cmd_bounces },
+	{ "import", "bring subscribers in from a CSV file, with the provenance of "
+	  "every row", cmd_import },
+	{ "export", "write a list's subscribers out as CSV or JSON", cmd_export },
 	{ "ledger", "verify the consent ledger's chain", cmd_ledger },
 	{ "consent-text", "add, list and show the consent wordings shown to subscribers",
 	  cmd_consent },
@@ -133,11 +136,14 @@ cli_find_opt(const struct cli_opt *opts, const char *name, size_t len)
 	return NULL;
 }
 
+/* A group of one command (import, export) has a command without a name. */
+#define CLI_SEP(cmd) ((cmd)->name[0] != '\0' ? " " : "")
+
 static void
 cli_cmd_usage(FILE *out, const char *group, const struct cli_cmd *cmd)
 {
-	fprintf(out, "usage: assent %s %s %s\n  %s\n", group, cmd->name,
-	    cmd->usage, cmd->help);
+	fprintf(out, "usage: assent %s%s%s %s\n  %s\n", group,
+	    CLI_SEP(cmd), cmd->name, cmd->usage, cmd->help);
 }
 
 /* One "--name[=value]" at argv[*i]; advances *i past a separate value. */
@@ -158,12 +164,12 @@ cli_parse_opt(struct cli *cli, const char *group, const struct cli_cmd *cmd,
 		return -1;
 	}
 	if (o == NULL)
-		return cli_usage_error("%s %s: unknown option --%.*s", group,
-		    cmd->name, (int)len, arg);
+		return cli_usage_error("%s%s%s: unknown option --%.*s",
+		    group, CLI_SEP(cmd), cmd->name, (int)len, arg);
 	if (o->value == NULL) {
 		if (eq != NULL)
-			return cli_usage_error("%s %s: --%s takes no value", group,
-			    cmd->name, o->name);
+			return cli_usage_error("%s%s%s: --%s takes no value",
+			    group, CLI_SEP(cmd), cmd->name, o->name);
 		*o->flag = true;
 		return 0;
 	}
@@ -172,8 +178,8 @@ cli_parse_opt(struct cli *cli, const char *group, const struct cli_cmd *cmd,
 		return 0;
 	}
 	if (*i + 1 >= argc)
-		return cli_usage_error("%s %s: --%s needs a value", group,
-		    cmd->name, o->name);
+		return cli_usage_error("%s%s%s: --%s needs a value",
+		    group, CLI_SEP(cmd), cmd->name, o->name);
 	*o->value = argv[++*i];
 	return 0;
 }
@@ -192,18 +198,18 @@ cli_parse(struct cli *cli, const struct cli_cmd *cmd, const char *group,
 			if ((rc = cli_parse_opt(cli, group, cmd, opts, argc, argv, &i)) != 0)
 				return rc;
 		} else if (!only_args && argv[i][0] == '-' && argv[i][1] != '\0') {
-			return cli_usage_error("%s %s: unknown option %s", group,
-			    cmd->name, argv[i]);
+			return cli_usage_error("%s%s%s: unknown option %s",
+			    group, CLI_SEP(cmd), cmd->name, argv[i]);
 		} else {
 			if (n >= cmd->max_args)
-				return cli_usage_error("%s %s: unexpected argument \"%s\"",
-				    group, cmd->name, argv[i]);
+				return cli_usage_error("%s%s%s: unexpected argument "
+				    "\"%s\"", group, CLI_SEP(cmd), cmd->name, argv[i]);
 			args[n++] = argv[i];
 		}
 	}
 	if (n < cmd->min_args)
-		return cli_usage_error("%s %s: missing argument: %s", group,
-		    cmd->name, cmd->usage);
+		return cli_usage_error("%s%s%s: missing argument: %s",
+		    group, CLI_SEP(cmd), cmd->name, cmd->usage);
 	*nargs_r = n;
 	return 0;
 }

@@ -396,3 +396,26 @@ addr_parse_domain(const char *input, char *out, struct assent_err *err)
 	out[0] = '\0';
 	return addr_refuse(err, "domain", input, why);
 }
+
+/* Matched against the local part, case-insensitively, before any +tag. */
+static const char *const addr_roles[] = {
+	"abuse", "postmaster", "hostmaster", "webmaster", "mailer-daemon",
+	"noc", "security", "root", "nobody", "noreply", "no-reply",
+	"donotreply", "do-not-reply", "devnull", "listserv", "majordomo",
+	"list-request", "unsubscribe", NULL,
+};
+
+const char *
+addr_role(const struct addr *a)
+{
+	size_t len = a->local_len;
+	const char *plus = memchr(a->key, '+', a->local_len);
+
+	if (plus != NULL)
+		len = (size_t)(plus - a->key);
+	for (size_t i = 0; addr_roles[i] != NULL; i++)
+		if (strlen(addr_roles[i]) == len &&
+		    strncmp(a->key, addr_roles[i], len) == 0)
+			return addr_roles[i];
+	return NULL;
+}

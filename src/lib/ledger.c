@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 
 #include "assent/db.h"
 #include "assent/ledger.h"
@@ -95,7 +96,7 @@ ledger_append(PGconn *conn, const struct ledger_event *ev, struct assent_err *er
 		ev->status_before, ev->status_after, e->ip, e->user_agent,
 		e->page, e->operator_name, e->source, e->consent_text_version,
 		ev->basis, ev->basis_expires_at, e->import_file, e->import_sha256,
-		e->import_line,
+		e->import_line, e->collected_at,
 	};
 
 	if (ledger_evidence_check(e, err) == -1)
@@ -104,10 +105,10 @@ ledger_append(PGconn *conn, const struct ledger_event *ev, struct assent_err *er
 	    "INSERT INTO ledger (subscriber_id, list_id, action, channel,"
 	    " status_before, status_after, ip, user_agent, page, operator,"
 	    " source, consent_text_version, basis, basis_expires_at,"
-	    " import_file, import_sha256, import_line)"
+	    " import_file, import_sha256, import_line, consent_collected_at)"
 	    " VALUES ($1, $2, $3, $4, $5, $6, $7::inet, $8, $9, $10, $11, $12,"
-	    " $13, $14::timestamptz, $15, $16, $17::integer)",
-	    17, params);
+	    " $13, $14::timestamptz, $15, $16, $17::integer, $18::timestamptz)",
+	    18, params);
 }
 
 #define LEDGER_ISO(col) "to_char(" col ", 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
@@ -128,6 +129,7 @@ ledger_history(PGconn *conn, const char *subscriber_id, json_t **history_r,
 	    " host(e.ip) AS ip, e.user_agent, e.page, e.operator, e.source,"
 	    " e.import_file, e.import_sha256, e.import_line,"
 	    " e.consent_text_version, e.consent_text_sha256,"
+	    " " LEDGER_ISO("e.consent_collected_at") " AS consent_collected_at,"
 	    " " LEDGER_ISO("e.erased_at") " AS erased_at,"
 	    " encode(e.chain_sha256, 'hex') AS chain"
 	    " FROM ledger e LEFT JOIN lists l ON l.id = e.list_id"
@@ -173,7 +175,8 @@ ledger_erase(PGconn *conn, const char *subscriber_id, long *count_r,
 	" encode(e.chain_sha256, 'hex'), e.erased_at IS NOT NULL," \
 	" coalesce(e.erased_at < e.at, false)," \
 	" e.erased_at IS NOT NULL AND s.erased_at IS NULL," \
-	" coalesce(s.ledger_seq, 0)" \
+	" coalesce(s.ledger_seq, 0)," \
+	" (extract(epoch FROM e.consent_collected_at) * 1000000)::bigint" \
 	" FROM ledger e LEFT JOIN subscribers s ON s.id = e.subscriber_id" \
 	" ORDER BY e.subscriber_id, e.seq, e.id"
 
@@ -181,7 +184,7 @@ enum {
 	LW_ID, LW_SUB, LW_SEQ, LW_LIST, LW_AFTER = 7, LW_TEXT_VERSION = 10,
 	LW_TEXT_SHA256, LW_PERSONAL = 16, LW_IP, LW_IMPORT_FILE = 21, LW_SALT,
 	LW_CONTENT, LW_CHAIN, LW_ERASED, LW_ERASED_EARLY, LW_SUB_NOT_ERASED,
-	LW_SUB_COUNT,
+	LW_SUB_COUNT, LW_COLLECTED,
 };
 
 /* The subscribers side: every subscription, and every subscriber whose
@@ -197,6 +200,12 @@ enum {
 struct ledger_text {
 	char *version;
 	char sha256[65];
+};
+
+/* A canonical text being built (P or C, see ledger.h). */
+struct ledger_canon {
+	unsigned char *buf;
+	size_t len, cap;
 };
 
 /* A server-side cursor read LEDGER_FETCH rows at a time. */
@@ -218,8 +227,7 @@ struct ledger_walk {
 	struct ledger_text *texts;        /* sorted by version (bytes) */
 	size_t ntexts;
 	EVP_MD_CTX *head;
-	unsigned char *buf;               /* canonical text being built */
-	size_t len, cap;
+	struct ledger_canon canon;        /* canonical text being built */
 	long long sub;                    /* current subscriber; 0: none yet */
 	long long last_id, last_seq;
 	long long count;                  /* subscribers.ledger_seq of sub */
@@ -289,7 +297,7 @@ ledger_problem(struct ledger_verify_result *r, long long event_id,
 }
 
 static void
-ledger_buf_add(struct ledger_walk *w, const void *p, size_t n)
+ledger_buf_add(struct ledger_canon *w, const void *p, size_t n)
 {
 	if (w->len + n > w->cap) {
 		w->cap = (w->len + n) * 2;
@@ -301,7 +309,7 @@ ledger_buf_add(struct ledger_walk *w, const void *p, size_t n)
 
 /* One canonical field: "|" unless first, then "-" or the text's hex. */
 static void
-ledger_buf_field(struct ledger_walk *w, const char *v, bool first)
+ledger_buf_field(struct ledger_canon *w, const char *v, bool first)
 {
 	static const char digits[] = "0123456789abcdef";
 	char pair[2];
@@ -340,7 +348,7 @@ ledger_unhex(const char *hex, unsigned char *out, size_t n)
 
 /* Does SHA-256 of the canonical buffer equal the stored hex digest? */
 static bool
-ledger_buf_matches(const struct ledger_walk *w, const char *stored_hex)
+ledger_buf_matches(const struct ledger_canon *w, const char *stored_hex)
 {
 	unsigned char md[32], want[32];
 
@@ -370,11 +378,11 @@ ledger_check_personal(struct ledger_walk *w, const struct ledger_cursor *c)
 	}
 	if (ledger_unhex(ledger_cursor_get(c, LW_SALT), salt, sizeof(salt)) == -1)
 		return "salt missing or malformed";
-	w->len = 0;
-	ledger_buf_add(w, salt, sizeof(salt));
+	w->canon.len = 0;
+	ledger_buf_add(&w->canon, salt, sizeof(salt));
 	for (int col = LW_IP; col <= LW_IMPORT_FILE; col++)
-		ledger_buf_field(w, ledger_cursor_get(c, col), col == LW_IP);
-	if (!ledger_buf_matches(w, ledger_cursor_get(c, LW_PERSONAL)))
+		ledger_buf_field(&w->canon, ledger_cursor_get(c, col), col == LW_IP);
+	if (!ledger_buf_matches(&w->canon, ledger_cursor_get(c, LW_PERSONAL)))
 		return "personal data changed (ip, user agent, page, source or "
 		    "import file no longer match the personal digest)";
 	return NULL;
@@ -383,10 +391,13 @@ ledger_check_personal(struct ledger_walk *w, const struct ledger_cursor *c)
 static const char *
 ledger_check_content(struct ledger_walk *w, const struct ledger_cursor *c)
 {
-	w->len = 0;
+	w->canon.len = 0;
 	for (int col = LW_SUB; col <= LW_PERSONAL; col++)
-		ledger_buf_field(w, ledger_cursor_get(c, col), col == LW_SUB);
-	if (!ledger_buf_matches(w, ledger_cursor_get(c, LW_CONTENT)))
+		ledger_buf_field(&w->canon, ledger_cursor_get(c, col), col == LW_SUB);
+	/* a 17th field only when the event has one (sql/0010_import.sql) */
+	if (ledger_cursor_get(c, LW_COLLECTED) != NULL)
+		ledger_buf_field(&w->canon, ledger_cursor_get(c, LW_COLLECTED), false);
+	if (!ledger_buf_matches(&w->canon, ledger_cursor_get(c, LW_CONTENT)))
 		return "content changed (the event no longer matches its "
 		    "content digest)";
 	return NULL;
@@ -655,10 +666,77 @@ ledger_verify(PGconn *conn, struct ledger_verify_result *r, struct assent_err *e
 done:
 	db_rollback(conn);
 	EVP_MD_CTX_free(w.head);
-	free(w.buf);
+	free(w.canon.buf);
 	free(w.lists);
 	for (size_t i = 0; i < w.ntexts; i++)
 		free(w.texts[i].version);
 	free(w.texts);
 	return rc;
+}
+
+/* --- sealing a first event here ------------------------------------------ */
+
+static void
+ledger_canon_ll(struct ledger_canon *c, long long v, bool first)
+{
+	char num[24];
+
+	snprintf(num, sizeof(num), "%lld", v);
+	ledger_buf_field(c, num, first);
+}
+
+/* A time field: "-" for none (us < 0). */
+static void
+ledger_canon_time(struct ledger_canon *c, int64_t us)
+{
+	if (us < 0)
+		ledger_buf_field(c, NULL, false);
+	else
+		ledger_canon_ll(c, (long long)us, false);
+}
+
+void
+ledger_seal_first(const struct ledger_first *e, struct ledger_sealed *out)
+{
+	struct ledger_canon c = { NULL, 0, 0 };
+	char personal_hex[65];
+
+	if (RAND_bytes(out->salt, sizeof(out->salt)) != 1)
+		abort();
+	/* P = ip | user_agent | page | source | import_file, after the salt */
+	ledger_buf_add(&c, out->salt, sizeof(out->salt));
+	ledger_buf_field(&c, NULL, true);
+	ledger_buf_field(&c, NULL, false);
+	ledger_buf_field(&c, NULL, false);
+	ledger_buf_field(&c, e->source, false);
+	ledger_buf_field(&c, e->import_file, false);
+	EVP_Digest(c.buf, c.len, out->personal, NULL, EVP_sha256(), NULL);
+	ledger_hex(out->personal, sizeof(out->personal), personal_hex);
+	/* C, in the order of ledger.h, seq 1 and no status before */
+	c.len = 0;
+	ledger_canon_ll(&c, e->subscriber_id, true);
+	ledger_canon_ll(&c, 1, false);
+	ledger_canon_ll(&c, e->list_id, false);
+	ledger_buf_field(&c, e->action, false);
+	ledger_buf_field(&c, e->channel, false);
+	ledger_buf_field(&c, NULL, false);
+	ledger_buf_field(&c, e->status_after, false);
+	ledger_canon_time(&c, e->at_us);
+	ledger_buf_field(&c, e->operator_name, false);
+	ledger_buf_field(&c, e->consent_text_version, false);
+	ledger_buf_field(&c, e->consent_text_sha256, false);
+	ledger_buf_field(&c, e->basis, false);
+	ledger_canon_time(&c, e->basis_expires_us);
+	ledger_buf_field(&c, e->import_sha256, false);
+	ledger_canon_ll(&c, (long long)e->import_line, false);
+	ledger_buf_field(&c, personal_hex, false);
+	if (e->collected_us >= 0)
+		ledger_canon_time(&c, e->collected_us);
+	EVP_Digest(c.buf, c.len, out->content, NULL, EVP_sha256(), NULL);
+	/* chain = SHA-256(32 zero bytes || content) */
+	c.len = 0;
+	ledger_buf_add(&c, (const unsigned char[32]){ 0 }, 32);
+	ledger_buf_add(&c, out->content, sizeof(out->content));
+	EVP_Digest(c.buf, c.len, out->chain, NULL, EVP_sha256(), NULL);
+	free(c.buf);
 }

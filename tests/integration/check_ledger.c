@@ -305,6 +305,9 @@ static const struct tamper_case tamper_cases[] = {
 	{ "consent text digest replaced", EVENT("b@example.org", 1),
 	  "UPDATE ledger SET consent_text_sha256 = repeat('0', 64) WHERE id = $1",
 	  EVENT("b@example.org", 1), "content changed" },
+	{ "consent collection time added", EVENT("c@example.org", 1),
+	  "UPDATE ledger SET consent_collected_at = '2020-01-01' WHERE id = $1",
+	  EVENT("c@example.org", 1), "content changed" },
 	{ "erased marker on a row that still holds its source",
 	  EVENT("a@example.org", 1),
 	  "UPDATE ledger SET erased_at = now(), salt = NULL WHERE id = $1",
@@ -494,6 +497,215 @@ START_TEST(test_txid_is_forced)
 	ck_assert_int_eq(count("SELECT count(*) FROM ledger WHERE source = 'txid test'"
 	    " AND txid = txid_current()"), 1);
 	run_ok("COMMIT");
+	assert_intact();
+}
+END_TEST
+
+/* --- first events sealed by their writer (sql/0010_import.sql) ---------- */
+
+/* The stored digest of wording version (a static buffer). */
+static const char *
+text_sha256(const char *version)
+{
+	static char hex[65];
+	char sql[200];
+	PGresult *res;
+
+	snprintf(sql, sizeof(sql), "SELECT sha256 FROM consent_texts WHERE version = '%s'",
+	    version);
+	res = PQexec(conn, sql);
+	ck_assert_int_eq(PQntuples(res), 1);
+	snprintf(hex, sizeof(hex), "%s", PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return hex;
+}
+
+/* In an open transaction: a new subscriber counted 1 and its first event
+ * sealed by ledger_seal_first(), inserted with the values given (list
+ * and at may differ from what was sealed, to forge). The row's id. */
+static long
+insert_sealed_text(const char *email, const char *seal_list, const char *row_list,
+    const char *at_sql, const char *version, const char *row_text_sha)
+{
+	char sql[4096], hex[4][65];
+	struct ledger_sealed seal;
+	struct ledger_first e = {
+		.list_id = count("SELECT id FROM lists WHERE name = 'news'"),
+		.action = "import", .channel = "import", .status_after = "confirmed",
+		.operator_name = "tester", .source = "sealed.csv import",
+		.basis = "express", .basis_expires_us = -1, .collected_us = -1,
+		.import_file = "sealed.csv", .import_sha256 = import_ev.import_sha256,
+		.import_line = 7,
+	};
+	const unsigned char *parts[] = { seal.salt, seal.personal, seal.content,
+	    seal.chain };
+
+	snprintf(sql, sizeof(sql), "INSERT INTO subscribers (email, email_key,"
+	    " ledger_seq) VALUES ('%s', '%s', 1)", email, email);
+	run_ok(sql);
+	snprintf(sql, sizeof(sql), "SELECT id FROM subscribers WHERE email = '%s'",
+	    email);
+	e.subscriber_id = count(sql);
+	snprintf(sql, sizeof(sql), "SELECT id FROM lists WHERE name = '%s'", seal_list);
+	e.list_id = count(sql);
+	e.at_us = count("SELECT (extract(epoch FROM now()) * 1000000)::bigint");
+	e.consent_text_version = version;
+	e.consent_text_sha256 = version != NULL ? text_sha256(version) : NULL;
+	ledger_seal_first(&e, &seal);
+	for (int k = 0; k < 4; k++) {
+		for (int i = 0; i < (k == 0 ? 16 : 32); i++)
+			sprintf(hex[k] + 2 * i, "%02x", parts[k][i]);
+	}
+	snprintf(sql, sizeof(sql), "INSERT INTO ledger (at, txid, subscriber_id,"
+	    " list_id, action, channel, status_after, operator, source, basis,"
+	    " import_file, import_sha256, import_line, seq, salt, personal_sha256,"
+	    " content_sha256, chain_sha256, consent_text_version,"
+	    " consent_text_sha256) SELECT %s, txid_current(), %lld, l.id,"
+	    " 'import', 'import', 'confirmed', 'tester', 'sealed.csv import',"
+	    " 'express', 'sealed.csv', '%s', 7, 1, '\\x%s', '\\x%s', '\\x%s',"
+	    " '\\x%s', %s%s%s, %s FROM lists l WHERE l.name = '%s'", at_sql,
+	    e.subscriber_id, import_ev.import_sha256, hex[0], hex[1], hex[2],
+	    hex[3], version != NULL ? "'" : "", version != NULL ? version : "NULL",
+	    version != NULL ? "'" : "", row_text_sha, row_list);
+	run_ok(sql);
+	snprintf(sql, sizeof(sql), "SELECT max(l.id) FROM ledger l JOIN subscribers s"
+	    " ON s.id = l.subscriber_id WHERE s.email = '%s'", email);
+	return count(sql);
+}
+
+static long
+insert_sealed(const char *email, const char *seal_list, const char *row_list,
+    const char *at_sql)
+{
+	return insert_sealed_text(email, seal_list, row_list, at_sql, NULL, "NULL");
+}
+
+/* Sealed right: it passes the trigger untouched (its own salt stays) and
+ * verify finds the ledger intact. */
+START_TEST(test_sealed_first_event_kept)
+{
+	long id;
+	char sql[256];
+
+	run_ok("BEGIN");
+	id = insert_sealed("sealed@example.org", "news", "news", "now()");
+	run_ok("INSERT INTO subscriptions (subscriber_id, list_id, status)"
+	    " SELECT s.id, l.id, 'confirmed' FROM subscribers s, lists l"
+	    " WHERE s.email = 'sealed@example.org' AND l.name = 'news'");
+	run_ok("COMMIT");
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM ledger WHERE id = %ld"
+	    " AND seq = 1 AND import_line = 7", id);
+	ck_assert_int_eq(count(sql), 1);
+	ck_assert_int_eq(count("SELECT ledger_seq FROM subscribers"
+	    " WHERE email = 'sealed@example.org'"), 1);
+	assert_intact();
+}
+END_TEST
+
+/* Sealed for one list, stored for another: the trigger lets it by (its
+ * chain digest is right for its content digest), verify names it. */
+START_TEST(test_sealed_first_event_forged_is_found)
+{
+	struct ledger_verify_result r;
+	long id;
+
+	run_ok("BEGIN");
+	id = insert_sealed("forged@example.org", "news", "letters", "now()");
+	run_ok("COMMIT");
+	verify(&r);
+	ck_assert_int_eq(r.problems, 1);
+	ck_assert_int_eq(r.event_id, id);
+	ck_assert_msg(strstr(r.what, "content changed") != NULL, "%s", r.what);
+}
+END_TEST
+
+/* Not written now: the trigger seals it as any other event (a new salt,
+ * the subscriber counted again, so it becomes seq 2 after the writer's
+ * count of 1), and verify shows the chain starting late. */
+START_TEST(test_sealed_first_event_of_another_time_resealed)
+{
+	struct ledger_verify_result r;
+	char sql[256];
+	long id;
+
+	run_ok("BEGIN");
+	id = insert_sealed("late@example.org", "news", "news",
+	    "now() - interval '1 second'");
+	run_ok("COMMIT");
+	snprintf(sql, sizeof(sql), "SELECT seq FROM ledger WHERE id = %ld", id);
+	ck_assert_int_eq(count(sql), 2);
+	ck_assert_int_eq(count("SELECT count(*) FROM ledger l JOIN subscribers s"
+	    " ON s.id = l.subscriber_id WHERE s.email = 'late@example.org'"
+	    " AND l.at = (SELECT max(at) FROM ledger)"), 1);
+	verify(&r);
+	ck_assert_int_eq(r.problems, 1);
+	ck_assert_msg(strstr(r.what, "starts at seq 2") != NULL, "%s", r.what);
+}
+END_TEST
+
+/* Naming a wording without its digest: the trigger seals it (it would
+ * otherwise stand unpinned and verify could not tell), and verify shows
+ * the chain starting late. */
+START_TEST(test_sealed_first_event_without_wording_digest_resealed)
+{
+	struct ledger_verify_result r;
+	char sql[256];
+	long id;
+
+	run_ok("INSERT INTO consent_texts (version, body, sha256, created_by)"
+	    " VALUES ('w1', 'Yes, mail me.', encode(sha256('Yes, mail me.'), 'hex'),"
+	    " 'tester')");
+	run_ok("BEGIN");
+	id = insert_sealed_text("unpinned@example.org", "news", "news", "now()",
+	    "w1", "NULL");
+	run_ok("COMMIT");
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM ledger WHERE id = %ld"
+	    " AND seq = 2 AND consent_text_sha256 = encode(sha256('Yes, mail me.'),"
+	    " 'hex')", id);
+	ck_assert_int_eq(count(sql), 1);
+	verify(&r);
+	ck_assert_int_eq(r.problems, 1);
+	ck_assert_msg(strstr(r.what, "starts at seq 2") != NULL, "%s", r.what);
+}
+END_TEST
+
+/* With the right digest it is kept as sealed. */
+START_TEST(test_sealed_first_event_with_wording_kept)
+{
+	run_ok("INSERT INTO consent_texts (version, body, sha256, created_by)"
+	    " VALUES ('w1', 'Yes, mail me.', encode(sha256('Yes, mail me.'), 'hex'),"
+	    " 'tester')");
+	run_ok("BEGIN");
+	insert_sealed_text("pinned@example.org", "news", "news", "now()", "w1",
+	    "encode(sha256('Yes, mail me.'), 'hex')");
+	run_ok("COMMIT");
+	ck_assert_int_eq(count("SELECT count(*) FROM ledger l JOIN subscribers s"
+	    " ON s.id = l.subscriber_id WHERE s.email = 'pinned@example.org'"
+	    " AND l.seq = 1 AND l.consent_text_version = 'w1'"), 1);
+	assert_intact();
+}
+END_TEST
+
+/* A second first event for a subscriber who has one is refused. */
+START_TEST(test_sealed_first_event_twice_refused)
+{
+	PGresult *res;
+
+	run_ok("BEGIN");
+	insert_sealed("twice@example.org", "news", "news", "now()");
+	run_ok("COMMIT");
+	run_ok("BEGIN");
+	res = PQexec(conn, "INSERT INTO ledger (at, txid, subscriber_id, list_id,"
+	    " action, channel, status_after, operator, source, seq, salt,"
+	    " personal_sha256, content_sha256, chain_sha256)"
+	    " SELECT now(), txid_current(), subscriber_id, list_id, action, channel,"
+	    " status_after, operator, source, 1, salt, personal_sha256,"
+	    " content_sha256, chain_sha256 FROM ledger WHERE seq = 1"
+	    " AND source = 'sealed.csv import'");
+	ck_assert_int_eq(PQresultStatus(res), PGRES_FATAL_ERROR);
+	ck_assert_str_eq(PQresultErrorField(res, PG_DIAG_SQLSTATE), "23505");
+	PQclear(res);
+	run_ok("ROLLBACK");
 	assert_intact();
 }
 END_TEST
@@ -957,6 +1169,12 @@ main(void)
 	tcase_add_test(tc, test_erasure_keeps_the_chain);
 	tcase_add_test(tc, test_erase_time_is_forced);
 	tcase_add_test(tc, test_txid_is_forced);
+	tcase_add_test(tc, test_sealed_first_event_kept);
+	tcase_add_test(tc, test_sealed_first_event_forged_is_found);
+	tcase_add_test(tc, test_sealed_first_event_of_another_time_resealed);
+	tcase_add_test(tc, test_sealed_first_event_twice_refused);
+	tcase_add_test(tc, test_sealed_first_event_without_wording_digest_resealed);
+	tcase_add_test(tc, test_sealed_first_event_with_wording_kept);
 	tcase_add_test(tc, test_deleted_statusless_tail);
 	tcase_add_test(tc, test_consent_text_covered);
 	tcase_add_test(tc, test_trigger_digests_as_0003);

@@ -22,8 +22,10 @@ static const struct cli_cmd export_cmd = {
 	"ones, as CSV, to standard output)", 0, 0, export_main,
 };
 
-/* Where the data goes: stdout, or FILE written as FILE.tmp and renamed
- * at the end so that a failed export leaves no half file. */
+/* Where the data goes: stdout, or FILE written as FILE.XXXXXX (a new
+ * file of our own) and renamed at the end so that a failed export
+ * leaves no half file. An existing FILE must be a regular file: a
+ * device, a FIFO or a directory is never replaced. */
 struct export_dest {
 	const char *path;               /* NULL: stdout */
 	char *tmp;
@@ -36,15 +38,19 @@ export_cli_open(struct export_dest *d)
 	struct assent_err err;
 	int fd;
 
+	struct stat st;
+
 	d->f = stdout;
 	if (d->path == NULL)
 		return 0;
-	d->tmp = xasprintf("%s.tmp", d->path);
-	fd = open(d->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
-	    0600);
-	/* An old FILE.tmp keeps its mode through O_TRUNC: set it again. */
-	if (fd == -1 || fchmod(fd, 0600) == -1 ||
-	    (d->f = fdopen(fd, "w")) == NULL) {
+	if (lstat(d->path, &st) == 0 && !S_ISREG(st.st_mode)) {
+		err_set(&err, EX_CANTCREAT, "%s: not a regular file: export "
+		    "writes a new file (or replaces one)", d->path);
+		return cli_fail(&err);
+	}
+	d->tmp = xasprintf("%s.XXXXXX", d->path);
+	fd = mkstemp(d->tmp);           /* O_EXCL, mode 0600 */
+	if (fd == -1 || (d->f = fdopen(fd, "w")) == NULL) {
 		err_set(&err, EX_CANTCREAT, "%s: %s", d->tmp, strerror(errno));
 		if (fd != -1) {
 			close(fd);

@@ -11,6 +11,7 @@
 #include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
+#include <jansson.h>
 
 #include "assent/addr.h"
 #include "assent/db.h"
@@ -22,6 +23,7 @@
 #include "import_private.h"
 
 #define IMPORT_COPY_FLUSH (64 * 1024)
+#define IMPORT_ANALYZE_ROWS 10000       /* added rows that call for ANALYZE */
 
 void
 import_rejects_default(const char *path, char *out, size_t size)
@@ -131,6 +133,11 @@ static const struct {
 	{ "name", IMPORT_NAME }, { "full name", IMPORT_NAME },
 	{ "full_name", IMPORT_NAME }, { "basis", IMPORT_BASIS },
 	{ "expires", IMPORT_EXPIRES }, { "collected_at", IMPORT_COLLECTED },
+	/* what assent export writes, so that its files come back in */
+	{ "status", IMPORT_STATUS }, { "attrs", IMPORT_ATTRS },
+	{ "basis_expires_at", IMPORT_EXPIRES }, { "subscribed_at", IMPORT_IGNORE },
+	{ "last_event_at", IMPORT_IGNORE }, { "last_event_action", IMPORT_IGNORE },
+	{ "last_event_channel", IMPORT_IGNORE }, { "suppressed", IMPORT_IGNORE },
 	{ NULL, IMPORT_IGNORE },
 };
 
@@ -145,6 +152,7 @@ import_map_field(const char *f, struct import_column *c, struct assent_err *err)
 		{ "-", IMPORT_IGNORE }, { "email", IMPORT_EMAIL },
 		{ "name", IMPORT_NAME }, { "basis", IMPORT_BASIS },
 		{ "expires", IMPORT_EXPIRES }, { "collected_at", IMPORT_COLLECTED },
+		{ "status", IMPORT_STATUS }, { "attrs", IMPORT_ATTRS },
 	};
 
 	free(c->attr);
@@ -163,7 +171,8 @@ import_map_field(const char *f, struct import_column *c, struct assent_err *err)
 			return 0;
 		}
 	return err_set(err, EX_USAGE, "--map: unknown field \"%s\" (email, name, "
-	    "basis, expires, collected_at, attr.NAME, or - to ignore the column)", f);
+	    "basis, expires, collected_at, status, attrs, attr.NAME, or - to "
+	    "ignore the column)", f);
 }
 
 /* The header's columns, as a list for messages. */
@@ -205,7 +214,9 @@ import_apply_maps(struct import_job *j, struct assent_err *err)
 	return 0;
 }
 
-/* One column by its header's name: a known field or an attribute. */
+/* One column by its header's name: a known field or an attribute. A
+ * column without a name (a spreadsheet's trailing comma) must stay
+ * empty in every row. */
 static int
 import_column_init(struct import_job *j, size_t i, const struct csvin_field *f,
     struct assent_err *err)
@@ -213,26 +224,29 @@ import_column_init(struct import_job *j, size_t i, const struct csvin_field *f,
 	struct import_column *c = &j->cols[i];
 
 	c->header = import_trimmed(f->s, f->len);
-	if (c->header[0] == '\0' || memchr(f->s, '\0', f->len) != NULL ||
-	    !text_is_utf8(f->s, f->len))
-		return err_set(err, EX_DATAERR, "%s:1: column %zu of the header %s",
-		    j->file_name, i + 1, c->header[0] == '\0' ? "has no name" :
-		    "is not valid UTF-8 text");
+	if (memchr(f->s, '\0', f->len) != NULL || !text_is_utf8(f->s, f->len))
+		return err_set(err, EX_DATAERR, "%s:%lu: column %zu of the header "
+		    "is not valid UTF-8 text", j->file_name, j->header_line, i + 1);
+	if (c->header[0] == '\0') {
+		c->field = IMPORT_UNNAMED;
+		return 0;
+	}
 	c->field = IMPORT_ATTR;
 	for (size_t k = 0; import_known[k].header != NULL; k++)
 		if (strcasecmp(c->header, import_known[k].header) == 0)
 			c->field = import_known[k].field;
 	for (size_t k = 0; k < i; k++)
 		if (strcasecmp(j->cols[k].header, c->header) == 0)
-			return err_set(err, EX_DATAERR, "%s:1: column \"%s\" appears "
-			    "twice in the header", j->file_name, c->header);
+			return err_set(err, EX_DATAERR, "%s:%lu: column \"%s\" appears "
+			    "twice in the header", j->file_name, j->header_line,
+			    c->header);
 	if (c->field == IMPORT_ATTR) {
 		struct assent_err why;
 
 		if (text_check_line(c->header, IMPORT_ATTR_KEY_MAX, false,
 		    "column name", &why) == -1)
-			return err_set(err, EX_DATAERR, "%s:1: column %zu: %s",
-			    j->file_name, i + 1, why.msg);
+			return err_set(err, EX_DATAERR, "%s:%lu: column %zu: %s",
+			    j->file_name, j->header_line, i + 1, why.msg);
 		c->attr = xstrdup(c->header);
 	}
 	return 0;
@@ -243,29 +257,34 @@ static int
 import_check_columns(struct import_job *j, struct assent_err *err)
 {
 	static const char *names[] = { "", "email", "name", "basis", "expires",
-	    "collected_at", "" };
+	    "collected_at", "status", "attrs", "", "" };
 	size_t seen[IMPORT_ATTR + 1] = { 0 };
 	char cols[512];
 
 	for (size_t i = 0; i < j->ncols; i++) {
 		enum import_field f = j->cols[i].field;
 
-		if (f != IMPORT_IGNORE && f != IMPORT_ATTR && seen[f]++ > 0)
-			return err_set(err, EX_USAGE, "%s:1: two columns are %s: map "
+		if (f != IMPORT_IGNORE && f != IMPORT_ATTR && f != IMPORT_UNNAMED &&
+		    seen[f]++ > 0)
+			return err_set(err, EX_USAGE, "%s:%lu: two columns are %s: map "
 			    "one of them elsewhere with --map COLUMN=FIELD",
-			    j->file_name, names[f]);
+			    j->file_name, j->header_line, names[f]);
 		if (f == IMPORT_EMAIL)
 			j->email_col = i;
 		for (size_t k = 0; f == IMPORT_ATTR && k < i; k++)
 			if (j->cols[k].field == IMPORT_ATTR &&
 			    strcmp(j->cols[k].attr, j->cols[i].attr) == 0)
-				return err_set(err, EX_USAGE, "%s:1: two columns are "
-				    "attribute \"%s\"", j->file_name, j->cols[i].attr);
+				return err_set(err, EX_USAGE, "%s:%lu: two columns are "
+				    "attribute \"%s\"", j->file_name, j->header_line,
+				    j->cols[i].attr);
 	}
 	if (seen[IMPORT_EMAIL] == 0) {
 		import_header_list(j, cols, sizeof(cols));
-		return err_set(err, EX_DATAERR, "%s:1: no email column (the header "
-		    "has %s): name one with --map COLUMN=email", j->file_name, cols);
+		return err_set(err, EX_DATAERR, "%s:%lu: no email column (the header "
+		    "has %s): name one with --map COLUMN=email%s", j->file_name,
+		    j->header_line, cols, j->ncols == 1 && strchr(j->cols[0].header,
+		    ';') != NULL ? "; is the file separated by ';'? assent reads "
+		    "commas (RFC 4180)" : "");
 	}
 	if (j->o->basis == NULL && seen[IMPORT_BASIS] == 0)
 		return err_set(err, EX_USAGE, "no consent basis: give --basis "
@@ -280,6 +299,7 @@ import_header(struct import_job *j, const struct csvin_record *rec,
 	if (rec->error != NULL)
 		return err_set(err, EX_DATAERR, "%s:%lu: the header cannot be read: %s",
 		    j->file_name, rec->line, rec->error);
+	j->header_line = rec->line;
 	j->ncols = rec->nfields;
 	j->cols = xcalloc(j->ncols, sizeof(*j->cols));
 	for (size_t i = 0; i < j->ncols; i++)
@@ -352,6 +372,7 @@ struct import_row {
 	const char *name, *basis;
 	int64_t expires_us, collected_us;
 	struct buf attrs;
+	bool file_unsubscribed;         /* its status column says so */
 };
 
 /* A field fit for storing: no NUL, UTF-8, not over the limit. */
@@ -412,6 +433,70 @@ import_row_basis(const struct import_job *j, struct import_row *r, char *why,
 	return NULL;
 }
 
+/* One attribute into the row's JSON object: value a text, or (quote
+ * false) JSON already. */
+static void
+import_attr_add(struct import_row *r, const char *key, size_t keylen,
+    const char *value, size_t len, bool quote)
+{
+	buf_add(&r->attrs, r->attrs.len == 0 ? "{" : ",", 1);
+	import_json_string(&r->attrs, key, keylen);
+	buf_add(&r->attrs, ":", 1);
+	if (quote)
+		import_json_string(&r->attrs, value, len);
+	else
+		buf_add(&r->attrs, value, len);
+}
+
+/* A status column (assent export writes one): confirmed or empty is
+ * imported; a person the file says unsubscribed is skipped as one who
+ * left; pending consent was never confirmed. */
+static const char *
+import_row_status(struct import_row *r, const char *v, char *why, size_t size)
+{
+	if (*v == '\0' || strcmp(v, "confirmed") == 0)
+		return NULL;
+	if (strcmp(v, "unsubscribed") == 0) {
+		r->file_unsubscribed = true;
+		return NULL;
+	}
+	if (strcmp(v, "pending") == 0)
+		return "status pending in the file: the subscription was never "
+		    "confirmed, so there is no consent to import";
+	snprintf(why, size, "status \"%.40s\" is none of confirmed, pending, "
+	    "unsubscribed", v);
+	return why;
+}
+
+/* An attrs column (assent export writes one): a JSON object whose
+ * members become attributes. */
+static const char *
+import_row_attrs(struct import_row *r, const char *v, size_t len)
+{
+	json_t *o, *value;
+	const char *key;
+	char *text;
+
+	if (len == 0)
+		return NULL;
+	if ((o = json_loadb(v, len, JSON_REJECT_DUPLICATES, NULL)) == NULL ||
+	    !json_is_object(o)) {
+		json_decref(o);
+		return "attrs is not a JSON object";
+	}
+	json_object_foreach(o, key, value) {
+		if (strlen(key) > IMPORT_ATTR_KEY_MAX || key[0] == '\0') {
+			json_decref(o);
+			return "attrs has a member name that is empty or over 64 bytes";
+		}
+		text = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
+		import_attr_add(r, key, strlen(key), text, strlen(text), false);
+		free(text);
+	}
+	json_decref(o);
+	return NULL;
+}
+
 /* One field into the row by its column. */
 static const char *
 import_row_field(const struct import_job *j, struct import_row *r, size_t i,
@@ -440,13 +525,20 @@ import_row_field(const struct import_job *j, struct import_row *r, size_t i,
 	case IMPORT_COLLECTED:
 		return import_row_time(v, j->collected_us, "collected_at",
 		    &r->collected_us, why, size);
+	case IMPORT_STATUS:
+		return import_row_status(r, v, why, size);
+	case IMPORT_ATTRS:
+		return import_row_attrs(r, v, len);
+	case IMPORT_UNNAMED:
+		if (len == 0)
+			return NULL;
+		snprintf(why, size, "column %zu has no name in the header, yet this "
+		    "row has a value there", i + 1);
+		return why;
 	case IMPORT_ATTR:
 		if (len == 0)
 			return NULL;
-		buf_add(&r->attrs, r->attrs.len == 0 ? "{" : ",", 1);
-		import_json_string(&r->attrs, c->attr, strlen(c->attr));
-		buf_add(&r->attrs, ":", 1);
-		import_json_string(&r->attrs, v, len);
+		import_attr_add(r, c->attr, strlen(c->attr), v, len, true);
 		return NULL;
 	case IMPORT_IGNORE:
 		break;
@@ -469,9 +561,10 @@ import_row_check(struct import_job *j, const struct csvin_record *rec,
 		return why;
 	}
 	for (size_t i = 0; i < rec->nfields; i++)
-		if ((bad = import_check_field(j, rec, i, why, size)) != NULL ||
+		if (j->cols[i].field != IMPORT_IGNORE &&
+		    ((bad = import_check_field(j, rec, i, why, size)) != NULL ||
 		    (bad = import_row_field(j, r, i, rec->fields[i].s,
-		    rec->fields[i].len, err, why, size)) != NULL)
+		    rec->fields[i].len, err, why, size)) != NULL))
 			return bad;
 	if ((bad = import_row_basis(j, r, why, size)) != NULL)
 		return bad;
@@ -535,6 +628,17 @@ import_stage(struct import_job *j, unsigned long line, struct import_row *r,
 	return j->copy.len >= IMPORT_COPY_FLUSH ? import_copy_flush(j, err) : 0;
 }
 
+/* The file says the person left: never subscribed, counted with those
+ * who left the list. */
+static int
+import_skip_unsubscribed(struct import_job *j, const struct csvin_record *rec,
+    struct assent_err *err)
+{
+	j->s->unsubscribed++;
+	return import_reject_write(j, rec->line, "unsubscribed, as the file says",
+	    rec->fields, rec->nfields, err);
+}
+
 static int
 import_on_record(const struct csvin_record *rec, void *arg, struct assent_err *err)
 {
@@ -555,6 +659,8 @@ import_on_record(const struct csvin_record *rec, void *arg, struct assent_err *e
 	buf_init(&r.attrs);
 	if ((bad = import_row_check(j, rec, &r, &why_err, why, sizeof(why))) != NULL)
 		rc = import_reject(j, rec, bad, err);
+	else if (r.file_unsubscribed)
+		rc = import_skip_unsubscribed(j, rec, err);
 	else
 		rc = import_stage(j, rec->line, &r, err);
 	buf_free(&r.attrs);
@@ -781,6 +887,10 @@ import_check_rejects_path(const struct import_job *j, struct assent_err *err)
 	if (!S_ISREG(out.st_mode))
 		return err_set(err, EX_CANTCREAT, "%s: not a regular file: it "
 		    "cannot become the rejects file", j->s->rejects_path);
+	if (!import_is_rejects_file(j->s->rejects_path))
+		return err_set(err, EX_CANTCREAT, "%s: the file exists and is not "
+		    "a rejects file of an earlier import: remove it, or give "
+		    "another --rejects PATH", j->s->rejects_path);
 	return 0;
 }
 
@@ -799,6 +909,17 @@ import_steps(struct import_job *j, struct assent_err *err)
 		return 0;
 	}
 	return db_commit(j->conn, err);
+}
+
+/* After a big import the planner's statistics are far off (an export's
+ * cursor then picked a plan minutes slow): refresh them, best effort. */
+static void
+import_analyze(PGconn *conn)
+{
+	struct assent_err ignored;
+
+	db_exec(conn, NULL, &ignored, "ANALYZE subscribers, subscriptions, ledger",
+	    0, NULL);
 }
 
 int
@@ -823,6 +944,8 @@ import_run(PGconn *conn, const struct import_options *o,
 		import_rejects_default(o->path, s->rejects_path, sizeof(s->rejects_path));
 	if ((rc = import_steps(&j, err)) == -1)
 		import_rejects_drop(&j);
+	else if (!o->dry_run && s->added >= IMPORT_ANALYZE_ROWS)
+		import_analyze(conn);
 	import_job_free(&j);
 	s->seconds = import_clock() - j.started;
 	return rc;

@@ -25,19 +25,29 @@ const char import_staging_sql[] =
 	" basis text NOT NULL, expires timestamptz, collected timestamptz"
 	") ON COMMIT DROP";
 
-/* The active entry that stops staged row r (as suppress_gate() matches
- * them: address, keyed hash, gmail mailbox key, domain), as a LATERAL
- * subquery giving its reason. */
-#define IMPORT_SUPPRESSED_BY(r) \
-	"(SELECT e.reason FROM suppressions e" \
-	"  WHERE e.removed_at IS NULL AND (e.expires_at IS NULL OR e.expires_at > now())" \
-	"   AND ((e.kind = 'address' AND e.value = " r ".key)" \
-	"    OR (e.kind = 'domain' AND e.value = " r ".domain)" \
-	"    OR (e.kind = 'hash' AND e.value = " r ".hash)" \
-	"    OR (e.mailbox_key IN (" r ".mbox, " r ".mbox_hash)" \
-	"        AND e.mailbox_key IS NOT NULL))" \
-	"  ORDER BY CASE e.kind WHEN 'address' THEN 1 WHEN 'hash' THEN 2" \
-	"   WHEN 'domain' THEN 4 END, e.id LIMIT 1)"
+/* An entry that is in force. */
+#define IMPORT_ACTIVE \
+	"e.removed_at IS NULL AND (e.expires_at IS NULL OR e.expires_at > now())"
+
+/*
+ * Every active entry that stops a row of the relation rel (columns key,
+ * domain, hash, mbox, mbox_hash), as suppress_gate() matches them, with
+ * how specific the match is (rank: address, keyed hash, gmail mailbox
+ * key, domain). Equality joins, one for each way to match, so that the
+ * planner can hash a big side or probe the gate's indexes for a small
+ * one: never a scan of the list for each row.
+ */
+#define IMPORT_MATCHES(rel) \
+	"SELECT r.key, e.reason, 1 AS rank, e.id FROM " rel " r JOIN suppressions e" \
+	"  ON e.kind = 'address' AND e.value = r.key AND " IMPORT_ACTIVE \
+	" UNION ALL SELECT r.key, e.reason, 2, e.id FROM " rel " r JOIN suppressions e" \
+	"  ON e.kind = 'hash' AND e.value = r.hash AND " IMPORT_ACTIVE \
+	" UNION ALL SELECT r.key, e.reason, 3, e.id FROM " rel " r JOIN suppressions e" \
+	"  ON e.kind = 'address' AND e.mailbox_key = r.mbox AND " IMPORT_ACTIVE \
+	" UNION ALL SELECT r.key, e.reason, 3, e.id FROM " rel " r JOIN suppressions e" \
+	"  ON e.kind = 'hash' AND e.mailbox_key = r.mbox_hash AND " IMPORT_ACTIVE \
+	" UNION ALL SELECT r.key, e.reason, 4, e.id FROM " rel " r JOIN suppressions e" \
+	"  ON e.kind = 'domain' AND e.value = r.domain AND " IMPORT_ACTIVE
 
 /*
  * The plan: each address once (its first line), with what is to be done.
@@ -61,7 +71,9 @@ static const char import_plan_sql[] =
 	" FROM (SELECT DISTINCT ON (key) * FROM import_rows ORDER BY key, line) d"
 	" LEFT JOIN subscribers s ON s.email_key = d.key"
 	" LEFT JOIN subscriptions x ON x.subscriber_id = s.id AND x.list_id = $1"
-	" LEFT JOIN LATERAL " IMPORT_SUPPRESSED_BY("d") " sup ON true";
+	" LEFT JOIN (SELECT DISTINCT ON (key) key, reason FROM ("
+	IMPORT_MATCHES("import_rows") ") m ORDER BY key, rank, id) sup"
+	"  ON sup.key = d.key";
 
 /* New people, for the plan's lines in [$2, $3): the subscriber (its
  * chain counted 1) and the subscription; the rows come back for their
@@ -121,9 +133,9 @@ static const char import_update_sql[] =
 
 /* A row added although an entry committed since the plan stops it. */
 static const char import_recheck_sql[] =
-	"SELECT p.line, p.email, sup.reason FROM import_plan p,"
-	" LATERAL " IMPORT_SUPPRESSED_BY("p") " sup"
-	" WHERE p.outcome = 'added' ORDER BY p.line LIMIT 1";
+	"WITH added AS (SELECT * FROM import_plan WHERE outcome = 'added')"
+	" SELECT p.line, p.email, m.reason FROM (" IMPORT_MATCHES("added") ") m"
+	" JOIN import_plan p ON p.key = m.key ORDER BY p.line LIMIT 1";
 
 /* What was not taken by choice, in line order. */
 static const char import_skipped_sql[] =
@@ -155,7 +167,8 @@ import_plan(struct import_job *j, struct assent_err *err)
 	unsigned long planned = 0;
 
 	import_progress(j, "checking", 0, 0);
-	if (db_exec(j->conn, NULL, err, import_plan_sql, 2, params) == -1 ||
+	if (db_exec(j->conn, NULL, err, "ANALYZE import_rows", 0, NULL) == -1 ||
+	    db_exec(j->conn, NULL, err, import_plan_sql, 2, params) == -1 ||
 	    db_exec(j->conn, NULL, err, "CREATE INDEX ON import_plan (line)"
 	    " WHERE outcome IN ('added', 'updated')", 0, NULL) == -1 ||
 	    db_exec(j->conn, NULL, err, "ANALYZE import_plan", 0, NULL) == -1 ||

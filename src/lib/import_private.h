@@ -96,7 +96,8 @@ void import_time_text(int64_t us, char out[64]);
 /* What a column of the file is. */
 enum import_field {
 	IMPORT_IGNORE, IMPORT_EMAIL, IMPORT_NAME, IMPORT_BASIS, IMPORT_EXPIRES,
-	IMPORT_COLLECTED, IMPORT_ATTR,
+	IMPORT_COLLECTED, IMPORT_STATUS, IMPORT_ATTRS, IMPORT_UNNAMED,
+	IMPORT_ATTR,
 };
 
 struct import_column {
@@ -119,6 +120,7 @@ struct import_job {
 	struct import_column *cols;
 	size_t ncols;
 	size_t email_col;
+	unsigned long header_line;
 	bool header_done, copying;
 	struct buf copy;                /* COPY data not yet sent */
 	unsigned long staged;           /* rows sent to the staging table */

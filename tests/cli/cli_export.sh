@@ -158,8 +158,9 @@ run_cli export --list letters --status all --out "$CLI_TMP/out.csv"
 assert_rc 0 "--out FILE"
 assert_eq "$OUT" "" "nothing on stdout"
 assert_err_contains "exported 7 subscribers of letters (3 suppressed)" "the summary on stderr"
-assert_eq "$(stat -c %a "$CLI_TMP/out.csv")" "600" "the file is mode 0600 (even over an old FILE.tmp)"
-[ ! -e "$CLI_TMP/out.csv.tmp" ] && ok "no FILE.tmp is left" || not_ok "no FILE.tmp is left"
+assert_eq "$(stat -c %a "$CLI_TMP/out.csv")" "600" "the file is mode 0600"
+assert_eq "$(cat "$CLI_TMP/out.csv.tmp")" "old" "a user's FILE.tmp is left alone"
+assert_eq "$(ls "$CLI_TMP" | grep -c '^out\.csv\.')" "1" "no temporary file is left"
 assert_eq "$(rows csv "$CLI_TMP/out.csv" 'len(rows), by["ann@example.org"]["name"]')" \
 	"(7, 'Smith, \"Jo\"')" "the file holds the export"
 run_cli --json export --list letters --format json --out "$CLI_TMP/out.json"
@@ -174,8 +175,14 @@ assert_rc 65 "an unknown list exits 65"
 assert_err_contains "no list nosuch" "and names it"
 run_cli export --list nosuch --out "$CLI_TMP/none.csv"
 assert_rc 65 "an unknown list with --out exits 65"
-[ ! -e "$CLI_TMP/none.csv" ] && [ ! -e "$CLI_TMP/none.csv.tmp" ] &&
+[ ! -e "$CLI_TMP/none.csv" ] && [ "$(ls "$CLI_TMP" | grep -c '^none\.csv')" = 0 ] &&
 	ok "and leaves no file" || not_ok "and leaves no file"
+# A FIFO, a device or a directory is never replaced by the export.
+mkfifo "$CLI_TMP/fifo"
+run_cli export --list letters --out "$CLI_TMP/fifo"
+assert_rc 73 "--out to a FIFO is refused"
+assert_err_contains "not a regular file" "and says why"
+[ -p "$CLI_TMP/fifo" ] && ok "the FIFO is still a FIFO" || not_ok "the FIFO is still a FIFO"
 run_cli export --list letters --status bounced
 assert_rc 64 "a bad --status exits 64"
 assert_err_contains "--status" "and says which option"

@@ -643,8 +643,13 @@ assert_eq "$(sql "SELECT count(*) FROM subscribers WHERE email = 'lc1@example.co
 echo precious > precious.txt
 printf 'email\nkeep1@example.com\n' > keep.csv
 run_cli import keep.csv --list review --source review --basis express --rejects precious.txt --dry-run
-assert_rc 0 "an import with nothing rejected and --rejects FILE"
-assert_eq "$(cat precious.txt)" "precious" "leaves an unrelated FILE alone"
+assert_rc 73 "--rejects naming a file that is not a rejects file is refused"
+assert_err_contains "is not a rejects file" "and says why"
+assert_eq "$(cat precious.txt)" "precious" "leaves that FILE alone"
+printf 'email\nbad@@x\n' > bad1.csv
+run_cli import bad1.csv --list review --source review --basis express --rejects precious.txt
+assert_rc 73 "also when a row would be rejected"
+assert_eq "$(cat precious.txt)" "precious" "the FILE is not overwritten"
 mkdir -p adir
 printf 'email\nkeep2@example.com\nbad@@x\n' > keep2.csv
 before=$(state)
@@ -665,6 +670,56 @@ assert_eq "$(grep -o 'ctlhead.csv:1' <<<"$ERR" | wc -l)" "1" "without repeating 
 run_cli import keep.csv --list review --source "$(printf 'two\tparts')" --basis express
 assert_rc 65 "a --source with a tab"
 assert_err_contains "source" "names the field"
+
+# --- 14. what a second review found -------------------------------------------
+
+# An ignored column is not checked: its bytes may be anything.
+printf 'email,notes\nig1@example.com,caf\xe9\nig2@example.com,%s\n' "$(head -c 1500 /dev/zero | tr '\0' a)" > ignore.csv
+run_cli --json import ignore.csv --list review --source review --basis express --map notes=-
+assert_eq "$(counts)" "$(want_counts 2 2 0 0 0 0 0 0)" "--map COLUMN=- ignores what the column holds"
+
+# Header errors name the header's own line.
+printf '\n\nmail,name\na@x.example,b\n' > h3.csv
+run_cli import h3.csv --list review --source review --basis express
+assert_rc 65 "a header on line 3 without an email column"
+assert_err_contains "h3.csv:3: no email column" "is reported at line 3"
+printf 'Email;Name\na@x.example;b\n' > semi.csv
+run_cli import semi.csv --list review --source review --basis express
+assert_err_contains "separated by ';'" "a file separated by semicolons gets a hint"
+
+# A spreadsheet's trailing comma: a column without a name, empty in
+# every row, is no problem; a value in it is.
+printf 'email,name,\ntc1@example.com,T,\ntc2@example.com,U,oops\n' > trailing.csv
+run_cli --json import trailing.csv --list review --source review --basis express
+assert_eq "$(counts)" "$(want_counts 2 1 0 0 0 0 0 1)" "a nameless empty column is fine"
+assert_reason trailing.csv.rejects.csv 3 "column 3 has no name" "a value under no name is rejected"
+
+# What assent export writes comes back in: its status is honoured (who
+# left stays out), attrs become attributes again, its other columns are
+# not attributes.
+run_cli list create rtsource
+run_cli list create roundtrip
+printf 'email,name,city\nrt1@example.com,"Ro, One",Porto\nrt2@example.com,Ro Two,Lima\nrt3@example.com,Ro Three,\n' > rt.csv
+run_cli import rt.csv --list rtsource --source "fair" --basis express
+run_cli sub unsubscribe rt2@example.com --list rtsource --source "asked by phone"
+assert_rc 0 "one of them leaves rtsource"
+run_cli export --list rtsource --status all --out rt-export.csv
+assert_rc 0 "export of rtsource, every status"
+run_cli --json import rt-export.csv --list roundtrip --source "moved from rtsource" --basis express
+assert_rc 0 "the export imported into another list"
+assert_eq "$(counts)" "$(want_counts 3 2 0 0 1 0 0 0)" \
+	"two added, the one who left counted as unsubscribed"
+assert_eq "$(sql "SELECT string_agg(s.email_key || '=' || s.name || '/' || coalesce(s.attrs->>'city', '-'), ' ' ORDER BY s.email_key)
+	FROM subscriptions u JOIN lists l ON l.id = u.list_id
+	JOIN subscribers s ON s.id = u.subscriber_id WHERE l.name = 'roundtrip'")" \
+	"rt1@example.com=Ro, One/Porto rt3@example.com=Ro Three/-" \
+	"names and attributes come back; the one who left is not subscribed"
+assert_eq "$(sql "SELECT count(*) FROM subscribers WHERE attrs ?| array['status',
+	'attrs', 'subscribed_at', 'last_event_at', 'last_event_action',
+	'last_event_channel', 'suppressed', 'basis_expires_at']")" "0" \
+	"no export column became an attribute"
+assert_eq "$(rejects rt-export.csv.rejects.csv | grep -c '|unsubscribed, as the file says|rt2@example.com$')" "1" \
+	"the rejects file lists the one who left"
 
 # --- 10. the ledger holds ------------------------------------------------------
 

@@ -193,6 +193,7 @@ static const struct out_col sub_history_cols[] = {
 	{ "channel", "CHANNEL" }, { "status_after", "STATUS" },
 	{ "source", "SOURCE" }, { "operator", "OPERATOR" }, { "ip", "IP" },
 	{ "user_agent", "USER AGENT" }, { "consent_text_version", "CONSENT TEXT" },
+	{ "import_file", "IMPORT FILE" }, { "import_line", "LINE" },
 	{ NULL, NULL },
 };
 

@@ -721,6 +721,11 @@ assert_eq "$(sql "SELECT count(*) FROM subscribers WHERE attrs ?| array['status'
 assert_eq "$(rejects rt-export.csv.rejects.csv | grep -c '|unsubscribed, as the file says|rt2@example.com$')" "1" \
 	"the rejects file lists the one who left"
 
+run_cli sub show rt1@example.com
+assert_out_contains "IMPORT FILE" "sub show lists where each import event came from"
+assert_out_contains "rt.csv" "the file"
+assert_eq "$(printf '%s\n' "$OUT" | grep -c ' rt\.csv  *2 *$')" "1" "and the line"
+
 # --- 10. the ledger holds ------------------------------------------------------
 
 run_cli ledger verify

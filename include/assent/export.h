@@ -70,7 +70,7 @@ int export_check_status(const char *status, struct assent_err *err);
  * Before anything is read an audit row is committed (action export,
  * subject "list N", the status and format): no export goes unrecorded.
  *
- * Errors: EX_USAGE for a bad status; EX_DATAERR "no list NAME";
+ * Errors: EX_USAGE for a bad status; EX_DATAERR "unknown list" (lists_lookup());
  * EX_IOERR when out cannot be written (out is then incomplete: the
  * caller discards it); the database's codes (db.h) otherwise.
  */

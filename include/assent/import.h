@@ -88,7 +88,4 @@ int import_run(PGconn *conn, const struct import_options *o,
 /* Seconds on the monotonic clock, for measuring spans. */
 double import_clock(void);
 
-/* "FILE.rejects.csv", or "import.rejects.csv" for "-". */
-void import_rejects_default(const char *path, char *out, size_t size);
-
 #endif

@@ -10,7 +10,7 @@
 
 #include "assent/db.h"
 #include "assent/export.h"
-#include "assent/text.h"
+#include "assent/lists.h"
 #include "assent/xmalloc.h"
 
 #define EXPORT_TIME(col) "to_char(" col ", 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
@@ -102,31 +102,6 @@ export_check_status(const char *status, struct assent_err *err)
 		return err_set(err, EX_USAGE, "export: --status is confirmed, "
 		    "pending, unsubscribed or all");
 	return 0;
-}
-
-/* The live list called name (case-insensitive): its id in decimal. */
-static int
-export_find_list(PGconn *conn, const char *name, char id_r[24],
-    struct assent_err *err)
-{
-	char shown[TEXT_QUOTE_SIZE];
-	PGresult *res;
-	int found;
-
-	if (text_check_list_name(name, NULL) == 0) {
-		if (db_exec(conn, &res, err, "SELECT id FROM lists"
-		    " WHERE lower(name) = lower($1) AND removed_at IS NULL", 1,
-		    &name) == -1)
-			return -1;
-		found = PQntuples(res) == 1;
-		if (found)
-			snprintf(id_r, 24, "%s", PQgetvalue(res, 0, 0));
-		PQclear(res);
-		if (found)
-			return 0;
-	}
-	return err_set(err, EX_DATAERR, "no list %s",
-	    text_quote(name, strlen(name), shown, sizeof(shown)));
 }
 
 /* --- writing --------------------------------------------------------------- */
@@ -317,14 +292,12 @@ export_run(PGconn *conn, const struct suppress_ctx *ctx,
 
 	if ((params[1] = export_status_array(q->status)) == NULL)
 		return export_check_status(q->status, err);
-	if (export_find_list(conn, q->list, list_id, err) == -1 ||
+	if (lists_lookup(conn, q->list, list_id, NULL, err) == -1 ||
 	    export_audit(conn, q, list_id, err) == -1)
 		return -1;
 	if (db_exec(conn, NULL, err, "BEGIN ISOLATION LEVEL REPEATABLE READ"
 	    " READ ONLY", 0, NULL) == -1)
 		return -1;
-	if (export_find_list(conn, q->list, list_id, err) == -1)
-		goto done;
 	params[0] = list_id;
 	if (db_exec(conn, NULL, err, EXPORT_DECLARE_SQL, 2, params) == -1)
 		goto done;

@@ -25,7 +25,8 @@
 #define IMPORT_COPY_FLUSH (64 * 1024)
 #define IMPORT_ANALYZE_ROWS 10000       /* added rows that call for ANALYZE */
 
-void
+/* "FILE.rejects.csv", or "import.rejects.csv" for "-". */
+static void
 import_rejects_default(const char *path, char *out, size_t size)
 {
 	if (strcmp(path, "-") == 0)

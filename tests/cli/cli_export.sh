@@ -172,7 +172,7 @@ assert_eq "$(rows json "$CLI_TMP/out.json" 'len(rows)')" "5" "and the file is JS
 # --- refusals -----------------------------------------------------------------
 run_cli export --list nosuch
 assert_rc 65 "an unknown list exits 65"
-assert_err_contains "no list nosuch" "and names it"
+assert_err_contains 'unknown list "nosuch"' "and names it"
 run_cli export --list nosuch --out "$CLI_TMP/none.csv"
 assert_rc 65 "an unknown list with --out exits 65"
 [ ! -e "$CLI_TMP/none.csv" ] && [ "$(ls "$CLI_TMP" | grep -c '^none\.csv')" = 0 ] &&

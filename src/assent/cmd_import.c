@@ -9,6 +9,7 @@
 
 #include "assent/import.h"
 #include "assent/keys.h"
+#include "assent/xmalloc.h"
 #include "cli.h"
 
 static const struct cli_cmd import_cmd = {
@@ -191,8 +192,8 @@ int
 cmd_import(struct cli *cli, int argc, char **argv)
 {
 	struct import_options o = { 0 };
-	const char **maps = calloc((size_t)argc + 1, sizeof(*maps));
-	char **rest = calloc((size_t)argc + 2, sizeof(*rest)), *args[1];
+	const char **maps = xcalloc((size_t)argc + 1, sizeof(*maps));
+	char **rest = xcalloc((size_t)argc + 2, sizeof(*rest)), *args[1];
 	bool update = false, dry_run = false;
 	const struct cli_opt opts[] = {
 		{ "list", &o.list, NULL }, { "source", &o.source, NULL },
@@ -205,8 +206,6 @@ cmd_import(struct cli *cli, int argc, char **argv)
 	};
 	int rc, n, nrest;
 
-	if (maps == NULL || rest == NULL)
-		abort();
 	rest[0] = "import";
 	if ((rc = import_take_maps(argc, argv, rest + 1, &nrest, maps, &o.nmaps)) != 0 ||
 	    (rc = cli_parse(cli, &import_cmd, "import", nrest + 1, rest, opts, args,
